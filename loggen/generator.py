@@ -1,0 +1,168 @@
+"""Writes days of raw logs as Parquet, one partition per day of each event's timestamp.
+
+A day's partitions are a pure function of (world seed, date): clicks and
+conversions of earlier impressions that land on a day are regenerated from
+those earlier days' seeds, so generating 2026-11-20 alone or as part of a
+week gives byte-identical rows. That is what makes backfills testable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import time
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loggen.world import World, WorldConfig
+
+US_PER_S = 1_000_000
+DAY_US = 86_400 * US_PER_S
+EPOCH = dt.date(1970, 1, 1)
+# Conversions arrive at most this long after their click (the generator's own
+# horizon; the join's attribution window is a separate, shorter setting).
+MAX_CONVERSION_DELAY_DAYS = 7
+REPEAT_CLICK_RATE = 0.03
+
+
+def day_start_us(date: dt.date) -> int:
+    return (date - EPOCH).days * DAY_US
+
+
+@dataclasses.dataclass
+class DayLogs:
+    date: dt.date
+    impressions: pd.DataFrame
+    clicks: pd.DataFrame       # impression_id, timestamp (may fall on later days)
+    conversions: pd.DataFrame  # impression_id, timestamp (may fall on later days)
+    truth: pd.DataFrame        # impression_id, scene, p_ctr, p_cvr, p_ctcvr
+
+
+def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
+    """All events caused by the impressions of ``date`` (clicks/conversions may spill over)."""
+    rng = np.random.default_rng(np.random.SeedSequence([world.config.seed, 1, date.toordinal()]))
+    n = int(n_impressions)
+    scene = rng.choice(len(world.scene_share), n, p=world.scene_share)
+    user = rng.choice(world.config.n_users, n, p=world.user_weight)
+    item = rng.choice(world.config.n_items, n, p=world.item_weight)
+    position = np.minimum(rng.geometric(0.2, n), 50)
+    ts = day_start_us(date) + np.sort(rng.integers(0, DAY_US, n))
+    p_ctr, p_cvr = world.true_probabilities(scene, user, item, position)
+
+    ids = np.array([f"{date:%Y%m%d}-{i:08d}" for i in range(n)], dtype=object)
+    scene_names = np.array(world.config.scene_names, dtype=object)
+    impressions = pd.DataFrame({
+        "impression_id": ids,
+        "timestamp": ts,
+        "scene": scene_names[scene],
+        "user_id": world.user_names[user],
+        "user_segment": world.segment_names[world.user_segment[user]],
+        "device": world.device_names[world.user_device[user]],
+        "item_id": world.item_names[item],
+        "item_brand": world.brand_names[world.item_brand[item]],
+        "item_category": world.category_names[world.item_category[item]],
+        "item_price": world.item_price[item],
+        "position": position.astype(np.int64),
+    })
+
+    clicked = rng.random(n) < p_ctr
+    converted = clicked & (rng.random(n) < p_cvr)
+    click_idx = np.flatnonzero(clicked)
+    click_ts = ts[click_idx] + (rng.exponential(20.0, click_idx.size) * US_PER_S).astype(np.int64) + US_PER_S
+    repeat = rng.random(click_idx.size) < REPEAT_CLICK_RATE
+    repeat_ts = click_ts[repeat] + (rng.exponential(60.0, repeat.sum()) * US_PER_S).astype(np.int64)
+    clicks = pd.DataFrame({
+        "impression_id": np.concatenate([ids[click_idx], ids[click_idx[repeat]]]),
+        "timestamp": np.concatenate([click_ts, repeat_ts]),
+    })
+
+    first_click_ts = np.zeros(n, dtype=np.int64)
+    first_click_ts[click_idx] = click_ts
+    conv_idx = np.flatnonzero(converted)
+    # Most purchases follow within hours; a long tail arrives days later.
+    slow = rng.random(conv_idx.size) < 0.3
+    delay_s = np.where(slow, rng.exponential(1.5 * 86_400, conv_idx.size), rng.exponential(2 * 3600, conv_idx.size))
+    delay_us = np.minimum((delay_s * US_PER_S).astype(np.int64), MAX_CONVERSION_DELAY_DAYS * DAY_US - US_PER_S)
+    conversions = pd.DataFrame({
+        "impression_id": ids[conv_idx],
+        "timestamp": first_click_ts[conv_idx] + delay_us + US_PER_S,
+    })
+    truth = pd.DataFrame({
+        "impression_id": ids,
+        "scene": scene_names[scene],
+        "p_ctr": p_ctr,
+        "p_cvr": p_cvr,
+        "p_ctcvr": p_ctr * p_cvr,
+    })
+    return DayLogs(date, impressions, clicks, conversions, truth)
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _to_table(df: pd.DataFrame) -> pa.Table:
+    cols = {}
+    for name in df.columns:
+        values = df[name].to_numpy()
+        if name == "timestamp":
+            cols[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(_TS)
+        else:
+            cols[name] = pa.array(values)
+    return pa.table(cols)
+
+
+def partition_dir(root: str, log: str, date: dt.date) -> str:
+    return os.path.join(root, log, f"date={date:%Y-%m-%d}")
+
+
+def _write(df: pd.DataFrame, root: str, log: str, date: dt.date) -> None:
+    out = partition_dir(root, log, date)
+    os.makedirs(out, exist_ok=True)
+    pq.write_table(_to_table(df), os.path.join(out, "part-00000.parquet"), compression="snappy")
+
+
+def _event_day(ts_us: np.ndarray) -> np.ndarray:
+    return ts_us // DAY_US
+
+
+def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, impressions_per_day: int,
+               world_config: WorldConfig = WorldConfig(),
+               progress: Optional[Callable[[str], None]] = print) -> Dict[str, int]:
+    """Writes ``n_days`` days from ``start``; returns row counts per log."""
+    world = World(world_config)
+    first = (start - EPOCH).days
+    last = first + n_days - 1
+    pending: Dict[str, List[pd.DataFrame]] = {"clicks": [], "conversions": []}
+    counts = {"impressions": 0, "clicks": 0, "conversions": 0}
+    for offset in range(-MAX_CONVERSION_DELAY_DAYS, n_days):
+        date = start + dt.timedelta(days=offset)
+        t0 = time.time()
+        day = generate_day(world, date, impressions_per_day)
+        if offset >= 0:
+            _write(day.impressions, logs_root, "impressions", date)
+            tdir = os.path.join(truth_root, f"date={date:%Y-%m-%d}")
+            os.makedirs(tdir, exist_ok=True)
+            pq.write_table(_to_table(day.truth), os.path.join(tdir, "truth.parquet"))
+            counts["impressions"] += len(day.impressions)
+        for log in pending:
+            df = getattr(day, log)
+            days = _event_day(df["timestamp"].to_numpy())
+            pending[log].append(df[(days >= first) & (days <= last)])
+        if offset >= 0 and progress:
+            progress(f"[loggen] {date} generated {len(day.impressions):,} impressions in {time.time() - t0:.1f}s")
+    for log, frames in pending.items():
+        df = pd.concat(frames, ignore_index=True)
+        days = _event_day(df["timestamp"].to_numpy())
+        for d in range(first, last + 1):
+            part = df[days == d].sort_values(["timestamp", "impression_id"], kind="stable")
+            _write(part.reset_index(drop=True), logs_root, log, EPOCH + dt.timedelta(days=d))
+            counts[log] += len(part)
+    return counts
+
+
+def date_range(start: dt.date, n_days: int) -> Iterable[dt.date]:
+    return (start + dt.timedelta(days=i) for i in range(n_days))

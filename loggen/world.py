@@ -1,0 +1,134 @@
+"""The simulated marketplace: users, items, brands and per-scene behaviour.
+
+The world is drawn once from the base seed, so every generated day shares the
+same users and items (a model trained on day D transfers to day D+1), while the
+impressions of each day come from a per-day seed.
+
+True probabilities are logistic in a few interpretable signals so that the
+claims in MODELS.md can be tested against them:
+- scenes weigh price and brand differently (``price_weight``, ``brand_weight``),
+  which is what per-scene feature attention should discover;
+- ``task_correlation`` (rho) mixes the CTR signal into the CVR logit, the knob
+  the MMoE paper turns on synthetic data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+DEVICES = ("ios", "android", "web")
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneParams:
+    share: float          # fraction of the day's impressions
+    ctr_bias: float       # base CTR logit
+    cvr_bias: float       # base CVR logit
+    price_weight: float   # weight on standardised log price (negative: price-sensitive)
+    brand_weight: float   # weight on brand strength (positive: brand-sensitive)
+
+
+DEFAULT_SCENES: Dict[str, SceneParams] = {
+    # The main search page: most traffic, moderate sensitivities.
+    "main_search": SceneParams(0.75, -2.9, -2.5, -0.3, 0.3),
+    # Search inside a shop: shoppers there care about the brand.
+    "shop_search": SceneParams(0.15, -2.6, -2.3, -0.1, 1.2),
+    # A partner app: bargain hunters, strongly price-sensitive.
+    "partner_app": SceneParams(0.08, -3.1, -2.7, -1.2, 0.0),
+    # A promotions feed: the smallest scene, price-sensitive and click-happy.
+    "promo_feed": SceneParams(0.02, -2.4, -2.9, -0.8, 0.4),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    seed: int = 42
+    n_users: int = 20_000
+    n_items: int = 50_000
+    n_brands: int = 300
+    n_categories: int = 50
+    n_segments: int = 8
+    task_correlation: float = 0.6
+    scenes: Tuple[Tuple[str, SceneParams], ...] = tuple(DEFAULT_SCENES.items())
+
+    def __post_init__(self):
+        if not -1.0 <= self.task_correlation <= 1.0:
+            raise ValueError(f"task_correlation must lie in [-1, 1], got {self.task_correlation}")
+        total = sum(p.share for _, p in self.scenes)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"scene shares must sum to 1, got {total:.6f}")
+
+    @property
+    def scene_names(self) -> List[str]:
+        return [n for n, _ in self.scenes]
+
+
+def _names(prefix: str, n: int) -> np.ndarray:
+    return np.array([f"{prefix}{i}" for i in range(n)], dtype=object)
+
+
+class World:
+    """Entities and the true click / conversion model."""
+
+    def __init__(self, config: WorldConfig = WorldConfig()):
+        self.config = config
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
+        c = config
+        self.user_names = _names("u", c.n_users)
+        self.item_names = _names("i", c.n_items)
+        self.brand_names = _names("b", c.n_brands)
+        self.category_names = _names("c", c.n_categories)
+        self.segment_names = _names("seg", c.n_segments)
+        self.device_names = np.array(DEVICES, dtype=object)
+
+        self.user_segment = rng.integers(0, c.n_segments, c.n_users)
+        self.user_device = rng.choice(len(DEVICES), c.n_users, p=[0.45, 0.4, 0.15])
+        self.user_ctr_bias = rng.normal(0.0, 0.5, c.n_users)
+        self.user_cvr_bias = rng.normal(0.0, 0.5, c.n_users)
+        # Heavy-tailed activity: a few users see most impressions.
+        self.user_weight = rng.pareto(1.5, c.n_users) + 1.0
+        self.user_weight /= self.user_weight.sum()
+
+        self.item_category = rng.integers(0, c.n_categories, c.n_items)
+        self.item_brand = rng.integers(0, c.n_brands, c.n_items)
+        category_price = rng.normal(3.5, 0.8, c.n_categories)
+        self.item_price = np.round(np.exp(category_price[self.item_category] + rng.normal(0, 0.5, c.n_items)), 2)
+        log_price = np.log1p(self.item_price)
+        self.item_price_z = (log_price - log_price.mean()) / log_price.std()
+        self.item_ctr_quality = rng.normal(0.0, 0.5, c.n_items)
+        self.item_cvr_quality = rng.normal(0.0, 0.5, c.n_items)
+        self.item_weight = rng.pareto(1.2, c.n_items) + 1.0
+        self.item_weight /= self.item_weight.sum()
+
+        self.brand_strength = rng.normal(0.0, 1.0, c.n_brands)
+        self.affinity = rng.normal(0.0, 0.7, (c.n_segments, c.n_categories))
+        self.device_effect = np.array([0.1, 0.0, -0.2])
+
+        self.scene_params = [p for _, p in c.scenes]
+        self.scene_share = np.array([p.share for p in self.scene_params])
+
+    def true_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray,
+                           position: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Returns (pCTR, pCVR) for index arrays of scene, user, item and position."""
+        ctr_bias = np.array([p.ctr_bias for p in self.scene_params])[scene]
+        cvr_bias = np.array([p.cvr_bias for p in self.scene_params])[scene]
+        w_price = np.array([p.price_weight for p in self.scene_params])[scene]
+        w_brand = np.array([p.brand_weight for p in self.scene_params])[scene]
+        price_z = self.item_price_z[item]
+        brand = self.brand_strength[self.item_brand[item]]
+        shared = (self.user_ctr_bias[user] + self.item_ctr_quality[item]
+                  + self.affinity[self.user_segment[user], self.item_category[item]])
+        own = self.user_cvr_bias[user] + self.item_cvr_quality[item]
+        rho = self.config.task_correlation
+        ctr_logit = (ctr_bias + shared + w_price * price_z + w_brand * brand
+                     + self.device_effect[self.user_device[user]] - 0.12 * (position - 1))
+        cvr_logit = (cvr_bias + rho * shared + math.sqrt(1.0 - rho * rho) * own
+                     + 1.5 * w_price * price_z + 0.5 * w_brand * brand)
+        return _sigmoid(ctr_logit), _sigmoid(cvr_logit)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))

@@ -1,0 +1,100 @@
+"""Loaders for the raw event schema and the feature spec in this folder.
+
+Every other package reads feature and column names through here, so adding a
+feature is an edit to ``features.yaml`` and nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+SCHEMA_DIR = os.path.dirname(os.path.abspath(__file__))
+RAW_EVENTS_PATH = os.path.join(SCHEMA_DIR, "raw_events.yaml")
+FEATURE_SPEC_PATH = os.path.join(SCHEMA_DIR, "features.yaml")
+TFDV_SCHEMA_PATH = os.path.join(SCHEMA_DIR, "schema.pbtxt")
+
+FEATURE_KINDS = ("categorical", "hashed", "numeric", "scene")
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str
+    embedding_dim: int = 8
+    top_k: Optional[int] = None
+    frequency_threshold: int = 0
+    num_oov_buckets: int = 1
+    hash_buckets: int = 0
+    log1p: bool = False
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.kind in ("categorical", "hashed", "scene")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    features: List[Feature]
+    labels: List[str]
+    passthrough: List[str]
+
+    @property
+    def scene_feature(self) -> str:
+        scenes = [f.name for f in self.features if f.kind == "scene"]
+        if len(scenes) != 1:
+            raise ValueError(f"feature spec must declare exactly one 'scene' feature, found {scenes}")
+        return scenes[0]
+
+    def by_kind(self, *kinds: str) -> List[Feature]:
+        return [f for f in self.features if f.kind in kinds]
+
+    @property
+    def raw_feature_names(self) -> List[str]:
+        return [f.name for f in self.features]
+
+
+def _load_yaml(path: str) -> Dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+@functools.lru_cache(maxsize=8)
+def load_feature_spec(path: str = FEATURE_SPEC_PATH) -> FeatureSpec:
+    raw = _load_yaml(path)
+    features = []
+    for name, attrs in (raw.get("features") or {}).items():
+        attrs = dict(attrs or {})
+        kind = attrs.pop("kind", None)
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"{path}: feature '{name}' has kind {kind!r}; expected one of {FEATURE_KINDS}")
+        unknown = set(attrs) - {f.name for f in dataclasses.fields(Feature)}
+        if unknown:
+            raise ValueError(f"{path}: feature '{name}' has unknown attributes {sorted(unknown)}")
+        if kind == "hashed" and int(attrs.get("hash_buckets", 0)) <= 0:
+            raise ValueError(f"{path}: hashed feature '{name}' needs hash_buckets > 0")
+        features.append(Feature(name=name, kind=kind, **attrs))
+    spec = FeatureSpec(
+        features=features,
+        labels=list((raw.get("labels") or {}).keys()),
+        passthrough=list(raw.get("passthrough") or []),
+    )
+    spec.scene_feature  # validates exactly one scene feature
+    return spec
+
+
+@functools.lru_cache(maxsize=8)
+def load_raw_schema(path: str = RAW_EVENTS_PATH) -> Dict[str, Any]:
+    raw = _load_yaml(path)
+    for log, body in raw["logs"].items():
+        for field, attrs in body["fields"].items():
+            if attrs.get("allowed") == "scenes":
+                attrs["allowed"] = list(raw["scenes"])
+    return raw
+
+
+def scenes(path: str = RAW_EVENTS_PATH) -> List[str]:
+    return list(load_raw_schema(path)["scenes"])
