@@ -1,0 +1,1 @@
+"""The pipeline factory and the project's custom TFX components."""

@@ -1,0 +1,82 @@
+"""AnomaliesGate: stops the run before Transform when ExampleValidator found anomalies.
+
+Why a custom component: TFX 1.16's ExampleValidator records anomalies (and a
+``blessed`` custom property per split) but never fails, and conditional
+execution (``tfx.dsl.Cond``) is not supported by the AirflowDagRunner. Without
+this gate a day with schema drift would still be trained on and could be
+pushed. The gate raises with a one-line-per-anomaly report, which is what the
+Airflow task log shows.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List
+
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact, artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import io_utils
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+
+class ValidationResult(artifact.Artifact):
+    """The gate's verdict: a JSON file listing the anomalies that were checked."""
+    TYPE_NAME = "rankpipe.ValidationResult"
+
+
+class SchemaAnomaliesError(RuntimeError):
+    pass
+
+
+def read_anomalies(anomalies: types.Artifact) -> Dict[str, List[str]]:
+    """Split name -> readable anomaly lines."""
+    found: Dict[str, List[str]] = {}
+    for split in artifact_utils.decode_split_names(anomalies.split_names):
+        path = os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb")
+        if not tf.io.gfile.exists(path):
+            continue
+        proto = anomalies_pb2.Anomalies()
+        proto.ParseFromString(io_utils.read_bytes_file(path))
+        lines = []
+        for feature, info in sorted(proto.anomaly_info.items()):
+            lines.append(f"feature '{feature}': {info.short_description} ({info.description})")
+        if proto.HasField("dataset_anomaly_info"):
+            info = proto.dataset_anomaly_info
+            lines.append(f"dataset: {info.short_description} ({info.description})")
+        if lines:
+            found[split] = lines
+    return found
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
+        result = artifact_utils.get_single_instance(output_dict["result"])
+        found = read_anomalies(anomalies)
+        with tf.io.gfile.GFile(os.path.join(result.uri, "anomalies.json"), "w") as fh:
+            fh.write(json.dumps(found, indent=2, sort_keys=True))
+        result.set_int_custom_property("anomaly_count", sum(len(v) for v in found.values()))
+        if found:
+            report = "; ".join(f"[{split}] {line}" for split, lines in found.items() for line in lines)
+            raise SchemaAnomaliesError(
+                f"examples do not match the curated schema (schemas/schema.pbtxt), training stopped: {report}. "
+                f"Fix the logs, or if the change is intended, update the schema and rerun.")
+
+
+class AnomaliesGateSpec(types.ComponentSpec):
+    PARAMETERS = {}
+    INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies)}
+    OUTPUTS = {"result": ChannelParameter(type=ValidationResult)}
+
+
+class AnomaliesGate(base_component.BaseComponent):
+    SPEC_CLASS = AnomaliesGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, anomalies: types.BaseChannel):
+        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies,
+                                                result=types.Channel(type=ValidationResult)))

@@ -1,0 +1,148 @@
+"""`rankpipe`: the project's command line.
+
+  rankpipe generate-logs --start 2026-11-20 --days 3 --impressions 200000
+  rankpipe run --date 2026-11-20          # one day with TFX's LocalDagRunner (development)
+  rankpipe airflow-run --dates 2026-11-20 2026-11-21   # through the real Airflow DAG
+  rankpipe report                         # per-scene table of every run day
+  rankpipe demo                           # generate 3 days, run each through Airflow, report
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import List, Optional  # noqa: E402
+
+from pipeline_components.config import load_config  # noqa: E402
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def cmd_generate(args) -> int:
+    from loggen import WorldConfig, write_days
+    config = load_config(args.config, args.home)
+    t0 = time.time()
+    counts = write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions,
+                        WorldConfig(seed=args.seed, task_correlation=args.task_correlation))
+    print(f"[loggen] wrote {counts} to {config.logs_root} (truth: {config.truth_root}) in {time.time() - t0:.1f}s")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from tfx import v1 as tfx
+    from pipeline_components.pipeline import create_pipeline
+    config = load_config(args.config, args.home)
+    t0 = time.time()
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, args.date.isoformat()))
+    print(f"[run] {args.date} finished in {time.time() - t0:.1f}s")
+    return 0
+
+
+def _airflow_days(config, dates: List[dt.date]) -> List[float]:
+    from pipeline_components import airflow_local
+    env = airflow_local.airflow_env(config)
+    print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} (SQLite, SequentialExecutor)")
+    t0 = time.time()
+    airflow_local.migrate_db(env)
+    print(f"[airflow] metadata database ready ({time.time() - t0:.1f}s)")
+    times = []
+    for date in dates:
+        log = os.path.join(config.home, "logs_airflow", f"dags_test_{date}.log")
+        print(f"[airflow] dags test {config.pipeline_name} {date} (log: {log}) ...", flush=True)
+        seconds = airflow_local.dags_test(config.pipeline_name, date.isoformat(), env, log)
+        times.append(seconds)
+        print(f"[airflow] {date} succeeded in {seconds:.1f}s", flush=True)
+    return times
+
+
+def cmd_airflow_run(args) -> int:
+    config = load_config(args.config, args.home)
+    _airflow_days(config, args.dates)
+    return 0
+
+
+def print_report(config) -> None:
+    from pipeline_components import report
+    from schemas import load_feature_spec, scenes
+    runs = report.collect_runs(config)
+    for run in runs:
+        report.load_metrics(run, config.heads, load_feature_spec().scene_feature)
+    print(report.format_report(runs, config.heads, scenes()))
+
+
+def cmd_report(args) -> int:
+    print_report(load_config(args.config, args.home))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from loggen import write_days
+    config = load_config(args.config, args.home)
+    t0 = time.time()
+    dates = [args.start + dt.timedelta(days=i) for i in range(args.days)]
+    write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions)
+    t_gen = time.time() - t0
+    times = _airflow_days(config, dates)
+    print()
+    print_report(config)
+    print()
+    print(f"[demo] wall time: {time.time() - t0:.0f}s total; log generation {t_gen:.0f}s; "
+          + ", ".join(f"{d}: {s:.0f}s" for d, s in zip(dates, times)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rankpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="pipeline config YAML (default: $RANKPIPE_CONFIG or configs/pipeline.yaml)")
+    p.add_argument("--home", help="working directory for logs, metadata, models (default: $RANKPIPE_HOME or ./work)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate-logs", help="write N days of synthetic raw logs as Parquet")
+    g.add_argument("--start", type=_date, required=True)
+    g.add_argument("--days", type=int, default=3)
+    g.add_argument("--impressions", type=int, default=200_000, help="impressions per day")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--task-correlation", type=float, default=0.6, help="correlation of the CTR and CVR signals")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="run the pipeline for one day with TFX's LocalDagRunner")
+    r.add_argument("--date", type=_date, required=True)
+    r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("airflow-run", help="run the Airflow DAG for each date (airflow dags test)")
+    a.add_argument("--dates", type=_date, nargs="+", required=True)
+    a.set_defaults(func=cmd_airflow_run)
+
+    rep = sub.add_parser("report", help="per-scene AUC per head for every run day")
+    rep.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("demo", help="generate logs, run each day through Airflow, print the report")
+    d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))
+    d.add_argument("--days", type=int, default=3)
+    d.add_argument("--impressions", type=int, default=200_000)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

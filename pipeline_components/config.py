@@ -1,0 +1,99 @@
+"""The pipeline configuration: one YAML file (``configs/pipeline.yaml``) plus the home directory.
+
+Everything a run needs that is not code lives here, so a new scene, head,
+threshold or model size is a config change.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "pipeline.yaml")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    raw: Dict[str, Any]
+    home: str
+    path: str
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.raw["pipeline_name"]
+
+    @property
+    def model_name(self) -> str:
+        return self.raw["model_name"]
+
+    def _path(self, key: str) -> str:
+        p = self.raw["paths"][key]
+        return p if os.path.isabs(p) else os.path.join(self.home, p)
+
+    @property
+    def logs_root(self) -> str:
+        return self._path("logs")
+
+    @property
+    def truth_root(self) -> str:
+        return os.path.join(self.home, "truth")
+
+    @property
+    def pipeline_root(self) -> str:
+        return self._path("pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return self._path("metadata")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self._path("serving"), self.model_name)
+
+    @property
+    def log_join(self) -> Dict[str, Any]:
+        return dict(self.raw["log_join"])
+
+    @property
+    def heads(self) -> Dict[str, Dict[str, Any]]:
+        return copy.deepcopy(self.raw["heads"])
+
+    @property
+    def trainer(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["trainer"])
+
+    @property
+    def evaluator(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["evaluator"])
+
+    @property
+    def beam_pipeline_args(self) -> List[str]:
+        return list(self.raw.get("beam_pipeline_args") or [])
+
+
+def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Optional[str] = None, home: Optional[str] = None,
+                overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
+    """Loads the config. ``path`` defaults to $RANKPIPE_CONFIG or configs/pipeline.yaml;
+    ``home`` to $RANKPIPE_HOME or ./work in the repository."""
+    path = path or os.environ.get("RANKPIPE_CONFIG") or DEFAULT_CONFIG
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"pipeline config {path} not found (set RANKPIPE_CONFIG or pass --config)")
+    with open(DEFAULT_CONFIG) as fh:
+        raw = yaml.safe_load(fh)
+    if os.path.abspath(path) != DEFAULT_CONFIG:
+        with open(path) as fh:
+            raw = _merge(raw, yaml.safe_load(fh) or {})
+    raw = _merge(raw, overrides or {})
+    home = os.path.abspath(home or os.environ.get("RANKPIPE_HOME") or os.path.join(REPO_ROOT, "work"))
+    return PipelineConfig(raw=raw, home=home, path=path)

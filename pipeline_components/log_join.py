@@ -1,0 +1,267 @@
+"""LogJoinExampleGen: one day of raw impression / click / conversion logs to labelled Examples.
+
+Why a custom component: TFX's ExampleGens turn *one* input source into
+examples; labelling an impression needs a key join of three logs (with
+attribution windows, duplicates, orphans and quarantine) before any example
+exists. Its output is a standard ``Examples`` artifact (TFRecord of
+tf.Example, splits ``train``/``eval``, ``span`` set), so StatisticsGen,
+Transform, Trainer and Evaluator consume it unchanged.
+
+Why it does not use FileBasedExampleGen's span resolution: with a ``{SPAN}``
+pattern and no range config that driver silently picks the *latest* span, so a
+backfill of an old date would train on today's data. Here the span is the
+run's date (days since 1970-01-01), passed explicitly, and a missing day is an
+error that names the path and the date.
+
+Label maturity: the run for date T labels the impressions of day
+T - ``label_delay_days`` with the clicks and conversions logged from that day
+through T. With the same T the labels are identical whether the run is the
+scheduled one or a later backfill.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact, artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from pipeline_components import join_logic, raw_logs
+from schemas import load_raw_schema
+
+LOGS = ("impressions", "clicks", "conversions")
+DAY_US = raw_logs.DAY_US
+
+
+class JoinReport(artifact.Artifact):
+    """Row accounting, quarantined rows and notes of one log-join run."""
+    TYPE_NAME = "rankpipe.JoinReport"
+
+
+class QuarantineThresholdError(RuntimeError):
+    pass
+
+
+class AccountingError(RuntimeError):
+    pass
+
+
+def parse_run_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"run_date must be a date YYYY-MM-DD (the Airflow logical date), got {value!r}") from None
+
+
+def date_to_span(date: dt.date) -> int:
+    return (date - raw_logs.EPOCH).days
+
+
+def span_to_date(span: int) -> dt.date:
+    return raw_logs.EPOCH + dt.timedelta(days=int(span))
+
+
+class LogJoinSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "logs_root": ExecutionParameter(type=str),
+        "run_date": ExecutionParameter(type=str),
+        "label_delay_days": ExecutionParameter(type=int),
+        "attribution_window_days": ExecutionParameter(type=float),
+        "eval_percent": ExecutionParameter(type=int),
+        "max_quarantine_fraction": ExecutionParameter(type=float),
+    }
+    INPUTS: Dict[str, ChannelParameter] = {}
+    OUTPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "join_report": ChannelParameter(type=JoinReport),
+    }
+
+
+class _ReadChunk(beam.DoFn):
+    def process(self, chunk: raw_logs.Chunk):
+        rows, quarantine, notes = raw_logs.read_chunk(chunk)
+        n_input = len(rows) + sum(q["rows"] for q in quarantine if q["row"] is not None)
+        yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.input", n_input))
+        for q in quarantine:
+            if q["row"] is None:
+                yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.unreadable_files", 1))
+            else:
+                yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.quarantined", 1))
+            yield beam.pvalue.TaggedOutput("counts", (f"reason.{chunk.log}: {q['reason']}", q["rows"]))
+            yield beam.pvalue.TaggedOutput("quarantine", json.dumps(q, sort_keys=True, default=str))
+        for note in notes:
+            yield beam.pvalue.TaggedOutput("notes", note)
+        for row in rows:
+            yield row["impression_id"], row
+
+
+def _example(row: Dict[str, Any], field_types: Dict[str, str]) -> bytes:
+    feats = {}
+    for name, value in row.items():
+        kind = field_types.get(name, "int64")
+        if kind == "string":
+            feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+        elif kind == "double":
+            feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        else:
+            feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+class _Join(beam.DoFn):
+    def __init__(self, span_day_us: int, window_us: int, eval_percent: int, field_types: Dict[str, str]):
+        self._span_day_us = span_day_us
+        self._window_us = window_us
+        self._eval_percent = eval_percent
+        self._types = field_types
+
+    def process(self, element):
+        key, groups = element
+        # Impressions of other days are not read, so every impression here belongs to the span.
+        row, counts = join_logic.join_impression(groups["impressions"], groups["clicks"],
+                                                 groups["conversions"], self._window_us)
+        for name, n in counts.items():
+            if n:
+                yield beam.pvalue.TaggedOutput("counts", (name, n))
+        if row is not None:
+            split = join_logic.split_of(key, self._eval_percent)
+            yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", 1))
+            yield beam.pvalue.TaggedOutput("counts", (f"examples.scene={row['scene']}", 1))
+            yield beam.pvalue.TaggedOutput("counts", ("examples.clicks", row["click"]))
+            yield beam.pvalue.TaggedOutput("counts", ("examples.conversions", row["conversion"]))
+            yield split, _example(row, self._types)
+
+
+def _write_json(obj: Any, path: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as fh:
+        fh.write(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def check_accounting(counts: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+    """Per log: input rows against the sum of its buckets. Raises if any row is unaccounted for."""
+    buckets = ("joined", "duplicate", "orphan", "quarantined", "out_of_window")
+    table = {}
+    for log in LOGS:
+        got = {b: counts.get(f"{log}.{b}", 0) for b in buckets}
+        total = sum(got.values())
+        table[log] = dict(got, input=counts.get(f"{log}.input", 0), accounted=total)
+        if total != table[log]["input"]:
+            raise AccountingError(f"{log}: {table[log]['input']} input rows but {total} accounted for ({got})")
+    return table
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        run_date = parse_run_date(exec_properties["run_date"])
+        delay = int(exec_properties["label_delay_days"])
+        if delay < 0:
+            raise ValueError(f"label_delay_days must be >= 0, got {delay}")
+        span_date = run_date - dt.timedelta(days=delay)
+        span = date_to_span(span_date)
+        window_us = int(float(exec_properties["attribution_window_days"]) * DAY_US)
+        logs_root = exec_properties["logs_root"]
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        report = artifact_utils.get_single_instance(output_dict["join_report"])
+
+        # Plan all reads first: a missing partition fails here, before any Beam work.
+        chunks: List[raw_logs.Chunk] = raw_logs.plan_chunks(logs_root, "impressions", span_date)
+        event_days = [span_date + dt.timedelta(days=i) for i in range(delay + 1)]
+        for log in ("clicks", "conversions"):
+            for day in event_days:
+                chunks.extend(raw_logs.plan_chunks(logs_root, log, day))
+        logging.info("log join: run_date=%s span=%d (%s) reading %d chunks from %s",
+                     run_date, span, span_date, len(chunks), logs_root)
+
+        examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+        schema = load_raw_schema()
+        field_types = {n: a["type"] for n, a in schema["logs"]["impressions"]["fields"].items()}
+        counts_path = os.path.join(report.uri, "counts.json")
+        with self._make_beam_pipeline() as p:
+            per_log = {}
+            count_pcolls = []
+            for log in LOGS:
+                read = (p | f"Plan[{log}]" >> beam.Create([c for c in chunks if c.log == log])
+                        | f"Reshuffle[{log}]" >> beam.Reshuffle()
+                        | f"Read[{log}]" >> beam.ParDo(_ReadChunk()).with_outputs(
+                            "counts", "quarantine", "notes", main="rows"))
+                per_log[log] = read.rows
+                count_pcolls.append(read.counts)
+                (read.quarantine | f"WriteQuarantine[{log}]" >> beam.io.WriteToText(
+                    os.path.join(report.uri, "quarantine", log), file_name_suffix=".jsonl"))
+                count_pcolls.append(read.notes | f"CountNotes[{log}]" >> beam.Map(lambda n: (f"note.{n}", 1)))
+            joined = (per_log | "CoGroup" >> beam.CoGroupByKey()
+                      | "Join" >> beam.ParDo(_Join(span * DAY_US, window_us, int(exec_properties["eval_percent"]),
+                                                   field_types)).with_outputs("counts", main="examples"))
+            count_pcolls.append(joined.counts)
+            for split in ("train", "eval"):
+                (joined.examples
+                 | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                 | f"Value[{split}]" >> beam.Values()
+                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                     os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord"),
+                     file_name_suffix=".gz"))
+            (count_pcolls | "FlattenCounts" >> beam.Flatten()
+             | "Sum" >> beam.CombinePerKey(sum)
+             | "ToDict" >> beam.combiners.ToDict()
+             | "WriteCounts" >> beam.Map(_write_json, counts_path))
+
+        with tf.io.gfile.GFile(counts_path) as fh:
+            counts = json.load(fh)
+        accounting = check_accounting(counts)
+        n_input = sum(a["input"] for a in accounting.values())
+        n_quarantined = sum(a["quarantined"] for a in accounting.values())
+        unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in LOGS)
+        reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
+        summary = {
+            "run_date": f"{run_date}", "span": span, "span_date": f"{span_date}",
+            "label_delay_days": delay, "attribution_window_days": float(exec_properties["attribution_window_days"]),
+            "accounting": accounting, "quarantine_reasons": reasons, "unreadable_files": unreadable,
+            "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
+            "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
+        }
+        _write_json(summary, os.path.join(report.uri, "join_report.json"))
+        for log, acc in accounting.items():
+            for bucket, n in acc.items():
+                report.set_int_custom_property(f"{log}_{bucket}", n)
+        report.set_int_custom_property("span", span)
+
+        examples.span = span
+        examples.version = 0
+        examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+        examples.set_string_custom_property("file_format", "tfrecords_gzip")
+        examples.set_string_custom_property("span_date", f"{span_date}")
+
+        fraction = n_quarantined / max(n_input, 1)
+        limit = float(exec_properties["max_quarantine_fraction"])
+        if fraction > limit or unreadable:
+            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            raise QuarantineThresholdError(
+                f"log join for {span_date}: {n_quarantined} of {n_input} rows quarantined "
+                f"({fraction:.2%} > limit {limit:.2%}) and {unreadable} unreadable files. Reasons: {detail}. "
+                f"Quarantined rows with their reasons: {os.path.join(report.uri, 'quarantine')}")
+        logging.info("log join for %s: %s", span_date, json.dumps(summary["examples"], sort_keys=True))
+
+
+class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
+    """Joins one day of raw logs into labelled, split Examples for span = that day."""
+
+    SPEC_CLASS = LogJoinSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, logs_root: str, run_date, label_delay_days: int = 0,
+                 attribution_window_days: float = 3.0, eval_percent: int = 20,
+                 max_quarantine_fraction: float = 0.01):
+        super().__init__(spec=LogJoinSpec(
+            logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
+            attribution_window_days=attribution_window_days, eval_percent=eval_percent,
+            max_quarantine_fraction=max_quarantine_fraction,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            join_report=types.Channel(type=JoinReport)))

@@ -1,0 +1,144 @@
+"""Per-scene run report read back from ML Metadata and the Evaluator's output.
+
+Lineage is followed through MLMD events (join examples -> Evaluator ->
+blessing -> Pusher), so the report is the same whichever orchestrator ran the
+pipeline and never relies on directory naming.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from ml_metadata.metadata_store import metadata_store  # noqa: E402
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
+
+from pipeline_components.config import PipelineConfig  # noqa: E402
+
+INPUT = metadata_store_pb2.Event.INPUT
+OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+@dataclasses.dataclass
+class RunSummary:
+    span_date: str
+    examples_uri: str
+    evaluation_uri: Optional[str] = None
+    blessed: Optional[bool] = None
+    pushed: Optional[bool] = None
+    pushed_destination: Optional[str] = None
+    # (slice, head) -> metric name -> value; slice is "overall" or a scene name
+    metrics: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(default_factory=dict)
+
+
+def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
+    if not os.path.exists(config.metadata_path):
+        raise FileNotFoundError(f"no ML Metadata database at {config.metadata_path}: has the pipeline run yet?")
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = config.metadata_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
+def _type_names(store) -> Dict[int, str]:
+    names = {t.id: t.name for t in store.get_artifact_types()}
+    names.update({t.id: t.name for t in store.get_execution_types()})
+    return names
+
+
+def _consumers(store, artifact_id: int) -> List[int]:
+    return [e.execution_id for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == INPUT]
+
+
+def _outputs(store, execution_id: int) -> List[metadata_store_pb2.Artifact]:
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution_id]) if e.type in OUTPUTS]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def _latest_execution(store, ids: List[int], type_names: Dict[int, str], suffix: str):
+    execs = [x for x in store.get_executions_by_id(ids) if type_names.get(x.type_id, "").endswith(suffix)]
+    done = [x for x in execs if x.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
+                                                       metadata_store_pb2.Execution.CACHED)]
+    return max(done or execs, key=lambda x: x.id) if (done or execs) else None
+
+
+def collect_runs(config: PipelineConfig) -> List[RunSummary]:
+    store = open_store(config)
+    type_names = _type_names(store)
+    runs: Dict[str, RunSummary] = {}
+    for art in sorted(store.get_artifacts_by_type("Examples"), key=lambda a: a.id):
+        if "span_date" not in art.custom_properties or art.state != metadata_store_pb2.Artifact.LIVE:
+            continue
+        summary = RunSummary(span_date=art.custom_properties["span_date"].string_value, examples_uri=art.uri)
+        evaluator = _latest_execution(store, _consumers(store, art.id), type_names, "Evaluator")
+        if evaluator is not None:
+            for out in _outputs(store, evaluator.id):
+                kind = type_names.get(out.type_id)
+                if kind == "ModelEvaluation":
+                    summary.evaluation_uri = out.uri
+                elif kind == "ModelBlessing":
+                    summary.blessed = bool(out.custom_properties["blessed"].int_value) \
+                        if "blessed" in out.custom_properties else None
+                    pusher = _latest_execution(store, _consumers(store, out.id), type_names, "Pusher")
+                    for pushed in (_outputs(store, pusher.id) if pusher else []):
+                        props = pushed.custom_properties
+                        summary.pushed = bool(props["pushed"].int_value) if "pushed" in props else None
+                        if "pushed_destination" in props:
+                            summary.pushed_destination = props["pushed_destination"].string_value
+        runs[summary.span_date] = summary  # a rerun of a day replaces the earlier one
+    return [runs[k] for k in sorted(runs)]
+
+
+def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str) -> None:
+    import tensorflow_model_analysis as tfma
+    if not summary.evaluation_uri:
+        return
+    result = tfma.load_eval_result(summary.evaluation_uri)
+    for slice_key, by_output in result.slicing_metrics:
+        keys = dict(slice_key)
+        scene = keys.pop(scene_feature, None)
+        name = scene.decode() if isinstance(scene, bytes) else (scene or "overall")
+        for head, attrs in heads.items():
+            want = {k: str(v) for k, v in (attrs.get("eval_slice") or {}).items()}
+            if {k: str(v) for k, v in keys.items()} != want or head not in by_output:
+                continue
+            values = {}
+            for metric, v in by_output[head][""].items():
+                if "doubleValue" in v:
+                    values[metric] = v["doubleValue"]
+            summary.metrics[(name, head)] = values
+    for slice_key, by_output in result.slicing_metrics:
+        keys = dict(slice_key)
+        scene = keys.get(scene_feature)
+        if len(keys) <= 1 and "" in by_output and "example_count" in by_output[""][""]:
+            name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
+            summary.metrics.setdefault((name, "_count"), {})["example_count"] = \
+                by_output[""][""]["example_count"]["doubleValue"]
+
+
+def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str]) -> str:
+    head_names = list(heads)
+    header = ["date", "scene", "examples"] + [f"{h} AUC" for h in head_names] + ["blessed", "pushed"]
+    rows = [header]
+    for run in runs:
+        for scene in ["overall"] + scenes:
+            count = run.metrics.get((scene, "_count"), {}).get("example_count")
+            cells = [run.span_date, scene, f"{int(count):,}" if count is not None else "-"]
+            for h in head_names:
+                auc = run.metrics.get((scene, h), {}).get("auc")
+                cells.append(f"{auc:.4f}" if auc is not None else "-")
+            if scene == "overall":
+                cells += [{True: "yes", False: "NO", None: "-"}[run.blessed], {True: "yes", False: "no", None: "-"}[run.pushed]]
+            else:
+                cells += ["", ""]
+            rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    notes = [f"cvr AUC is measured on clicked impressions (click = 1); eval split only."]
+    for run in runs:
+        if run.pushed_destination:
+            notes.append(f"{run.span_date}: pushed to {run.pushed_destination}")
+    return "\n".join(lines + [""] + notes)

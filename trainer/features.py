@@ -1,0 +1,53 @@
+"""Keras inputs and embeddings built from the feature spec and the Transform vocabularies."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Tuple
+
+import tf_keras as keras
+
+from schemas import Feature, FeatureSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFeature:
+    feature: Feature
+    cardinality: int  # rows of the embedding table; 0 for numeric features
+
+
+def input_features(spec: FeatureSpec, tft_output) -> List[InputFeature]:
+    """Cardinalities come from the Transform output, so vocabularies can grow day to day."""
+    out = []
+    for f in spec.features:
+        if f.kind in ("categorical", "scene"):
+            size = tft_output.vocabulary_size_by_name(f.name) + f.num_oov_buckets
+        elif f.kind == "hashed":
+            size = f.hash_buckets
+        else:
+            size = 0
+        out.append(InputFeature(f, int(size)))
+    return out
+
+
+def build_inputs(features: List[InputFeature]) -> Dict[str, keras.Input]:
+    return {
+        f.feature.name: keras.Input(shape=(1,), name=f.feature.name,
+                                    dtype="int64" if f.feature.is_sparse else "float32")
+        for f in features
+    }
+
+
+def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: str = "emb",
+          l2: float = 0.0) -> Tuple[keras.layers.Layer, List]:
+    """Concatenated embeddings of sparse features and the numeric features, shape (batch, width)."""
+    reg = keras.regularizers.l2(l2) if l2 else None
+    parts = []
+    for f in features:
+        x = inputs[f.feature.name]
+        if f.feature.is_sparse:
+            e = keras.layers.Embedding(f.cardinality, f.feature.embedding_dim, embeddings_regularizer=reg,
+                                       name=f"{prefix}_{f.feature.name}")(x)
+            parts.append(keras.layers.Flatten(name=f"{prefix}_{f.feature.name}_flat")(e))
+        else:
+            parts.append(x)
+    return keras.layers.Concatenate(name=f"{prefix}_concat")(parts), parts

@@ -1,0 +1,108 @@
+"""TFX Trainer entry point (``run_fn='trainer.run.run_fn'``) and the serving export.
+
+The exported SavedModel's ``serving_default`` takes raw serialized tf.Examples
+(what logs and serving requests contain), applies the Transform graph and
+returns every head in one call: {ctr, cvr, ctcvr}.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from schemas import FEATURE_SPEC_PATH, load_feature_spec  # noqa: E402
+from trainer.features import input_features  # noqa: E402
+from trainer.input_fn import make_dataset  # noqa: E402
+from trainer.models import build_model  # noqa: E402
+
+MODEL_PARAM_KEYS = ("tower_dnn_hidden_units", "dropout", "l2_embedding")
+
+
+def _serving_fn(model: keras.Model, tft_output, drop: List[str]):
+    raw_spec = tft_output.raw_feature_spec()
+    for key in drop:
+        raw_spec.pop(key, None)
+    model.tft_layer = tft_output.transform_features_layer()  # keep a reference: tables must be tracked
+    input_names = list(model.input.keys()) if isinstance(model.input, dict) else model.input_names
+
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def serve(serialized):
+        raw = tf.io.parse_example(serialized, raw_spec)
+        transformed = model.tft_layer(raw)
+        outputs = model({k: transformed[k] for k in input_names}, training=False)
+        return {head: tf.identity(v, name=head) for head, v in outputs.items()}
+
+    return serve
+
+
+def export_serving_model(model: keras.Model, tft_output, spec, path: str) -> None:
+    drop = list(spec.labels) + list(spec.passthrough)
+    signatures = {"serving_default": _serving_fn(model, tft_output, drop)}
+    model.save(path, save_format="tf", signatures=signatures)
+
+
+class _Progress(keras.callbacks.Callback):
+    def __init__(self, every: int = 100):
+        super().__init__()
+        self.every = every
+        self.t0 = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch and batch % self.every == 0:
+            loss = (logs or {}).get("loss", float("nan"))
+            logging.info("trainer: step %d loss %.4f (%.1fs)", batch, loss, time.time() - self.t0)
+
+
+def train(train_files: List[str], eval_files: List[str], transform_output: str, serving_model_dir: str,
+          config: Dict[str, Any]) -> Dict[str, Any]:
+    tf.keras.utils.set_random_seed(int(config.get("seed", 0)))
+    spec = load_feature_spec(config.get("feature_spec_path") or FEATURE_SPEC_PATH)
+    tft_output = tft.TFTransformOutput(transform_output)
+    features = input_features(spec, tft_output)
+    heads: Dict[str, Dict[str, Any]] = config["heads"]
+    loss_weights: Dict[str, float] = config["loss_weights"]
+    unknown = set(loss_weights) - set(heads)
+    if unknown:
+        raise ValueError(f"loss_weights name heads {sorted(unknown)} that are not in heads {sorted(heads)}")
+    head_labels = {h: heads[h]["label"] for h in loss_weights}
+    names = [f.feature.name for f in features]
+    fspec = tft_output.transformed_feature_spec()
+    batch = int(config["batch_size"])
+    train_ds = make_dataset(train_files, fspec, names, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)))
+    eval_ds = make_dataset(eval_files, fspec, names, head_labels, batch, shuffle=False)
+
+    params = {k: config[k] for k in MODEL_PARAM_KEYS if k in config}
+    model = build_model(config["model"], features, params)
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
+        loss={h: keras.losses.BinaryCrossentropy() for h in loss_weights},
+        loss_weights=loss_weights,
+        metrics={h: [keras.metrics.AUC(name="auc")] for h in loss_weights},
+    )
+    t0 = time.time()
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
+                        callbacks=[_Progress()])
+    elapsed = time.time() - t0
+    export_serving_model(model, tft_output, spec, serving_model_dir)
+    summary = {"train_seconds": round(elapsed, 2),
+               "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    logging.info("trainer: %s", json.dumps(summary))
+    return summary
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer hook. The trainer section of the pipeline config arrives as custom_config."""
+    config = dict(fn_args.custom_config or {})
+    summary = train(fn_args.train_files, fn_args.eval_files, fn_args.transform_output,
+                    fn_args.serving_model_dir, config)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "train_summary.json"), "w") as fh:
+        fh.write(json.dumps(summary, indent=2))

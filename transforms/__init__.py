@@ -1,0 +1,1 @@
+"""TF Transform preprocessing built from the feature spec in schemas/features.yaml."""
