@@ -112,7 +112,7 @@ def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str
     for slice_key, by_output in result.slicing_metrics:
         keys = dict(slice_key)
         scene = keys.get(scene_feature)
-        if len(keys) <= 1 and "" in by_output and "example_count" in by_output[""][""]:
+        if set(keys) <= {scene_feature} and "" in by_output and "example_count" in by_output[""][""]:
             name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
             summary.metrics.setdefault((name, "_count"), {})["example_count"] = \
                 by_output[""][""]["example_count"]["doubleValue"]

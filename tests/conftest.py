@@ -1,0 +1,19 @@
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import datetime as dt  # noqa: E402
+
+import pytest  # noqa: E402
+
+SMALL_DAY = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="session")
+def small_logs(tmp_path_factory):
+    """Two days of small logs shared by the tests that only read them."""
+    from loggen import write_days
+    root = tmp_path_factory.mktemp("logs")
+    counts = write_days(str(root / "logs"), str(root / "truth"), SMALL_DAY, 2, 4000, progress=None)
+    return {"logs": str(root / "logs"), "truth": str(root / "truth"), "counts": counts, "start": SMALL_DAY}
