@@ -3,6 +3,13 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tempfile  # noqa: E402
+
+# Airflow reads its home at import time: never let tests touch ~/airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="rankpipe-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "300"
+
 import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402

@@ -15,7 +15,7 @@ def ev(ts):
 def test_impression_without_events_is_a_negative():
     row, counts = join_impression([imp()], [], [], WINDOW)
     assert row["click"] == 0 and row["conversion"] == 0 and "timestamp" not in row
-    assert counts == {"impressions.joined": 1, "impressions.duplicate": 0}
+    assert {k: v for k, v in counts.items() if v} == {"impressions.joined": 1}
 
 
 def test_duplicate_impressions_keep_the_earliest_and_count_the_rest():

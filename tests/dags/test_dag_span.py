@@ -1,0 +1,52 @@
+"""The DAG as Airflow parses it: schedule, concurrency, and the span each logical date selects."""
+import datetime as dt
+import os
+import types
+
+import pytest
+
+from pipeline_components.airflow_local import DAGS_FOLDER
+from pipeline_components.log_join import date_to_span, parse_run_date, span_to_date
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    os.environ["RANKPIPE_HOME"] = str(tmp_path_factory.mktemp("home"))
+    from airflow.models import DagBag
+    bag = DagBag(dag_folder=DAGS_FOLDER, include_examples=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["ranking_daily"]
+
+
+def _render_run_date(dag, logical_date: dt.date, conf=None) -> str:
+    task = dag.get_task("LogJoinExampleGen")
+    context = {"ds": logical_date.isoformat(), "dag_run": types.SimpleNamespace(conf=conf or {})}
+    rendered = task.render_template(task.op_kwargs, context)
+    return rendered["exec_properties"]["run_date"]
+
+
+def test_dag_is_daily_one_run_at_a_time_in_topological_order(dag):
+    assert dag.schedule_interval == "@daily"
+    assert dag.max_active_runs == 1
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order.index("LogJoinExampleGen") < order.index("Transform") < order.index("Trainer") \
+        < order.index("Evaluator") < order.index("Pusher")
+    assert "AnomaliesGate" in dag.get_task("Transform").upstream_task_ids
+
+
+@pytest.mark.parametrize("logical", [dt.date(2026, 11, 20), dt.date(2025, 2, 28), dt.date(2026, 1, 1)])
+def test_logical_date_selects_its_own_span(dag, logical):
+    rendered = _render_run_date(dag, logical)
+    assert rendered == logical.isoformat()
+    span = date_to_span(parse_run_date(rendered))
+    assert span == (logical - dt.date(1970, 1, 1)).days
+    assert span_to_date(span) == logical
+
+
+def test_trigger_conf_overrides_the_date(dag):
+    assert _render_run_date(dag, dt.date(2026, 11, 20), conf={"run_date": "2026-10-01"}) == "2026-10-01"
+
+
+def test_malformed_run_date_is_a_clear_error():
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_run_date("{{ ds }}")
