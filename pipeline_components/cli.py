@@ -86,10 +86,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _clean_home(config) -> None:
+    """The demo owns these folders under its home; everything else is left alone."""
+    import shutil
+    for sub in ("logs", "truth", "tfx", "serving", "airflow", "logs_airflow"):
+        shutil.rmtree(os.path.join(config.home, sub), ignore_errors=True)
+
+
 def cmd_demo(args) -> int:
     from loggen import write_days
     config = load_config(args.config, args.home)
     t0 = time.time()
+    if not args.keep:
+        _clean_home(config)
+    print(f"[demo] home {config.home}: {args.days} days x {args.impressions:,} impressions from {args.start}")
     dates = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions)
     t_gen = time.time() - t0
@@ -131,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))
     d.add_argument("--days", type=int, default=3)
     d.add_argument("--impressions", type=int, default=200_000)
+    d.add_argument("--keep", action="store_true", help="keep earlier logs, metadata and models under --home")
     d.set_defaults(func=cmd_demo)
     return p
 

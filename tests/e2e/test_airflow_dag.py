@@ -1,0 +1,99 @@
+"""Executes the real Airflow DAG (airflow dags test, SQLite, sequential) on small days.
+
+Day 1: no baseline; the model clears the test config's floors, is blessed and
+pushed; the pushed SavedModel scores raw serialized tf.Examples.
+Day 2: the config demands an impossible AUC; the gate refuses and nothing new
+is pushed.
+"""
+import datetime as dt
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import yaml
+
+from loggen import write_days
+from pipeline_components import airflow_local, report
+from pipeline_components.config import load_config
+
+pytestmark = pytest.mark.e2e
+DAY1 = dt.date(2026, 11, 20)
+DAY2 = DAY1 + dt.timedelta(days=1)
+IMPRESSIONS = 30_000
+
+
+def _config(home, name, floor):
+    path = os.path.join(home, f"{name}.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump({"trainer": {"epochs": 3},
+                        "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
+    return load_config(path, home)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = str(tmp_path_factory.mktemp("e2e"))
+    write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 2, IMPRESSIONS, progress=None)
+    return home
+
+
+@pytest.fixture(scope="module")
+def day1(home):
+    config = _config(home, "lenient", 0.55)
+    env = airflow_local.airflow_env(config)
+    airflow_local.migrate_db(env)
+    airflow_local.dags_test(config.pipeline_name, DAY1.isoformat(), env,
+                            os.path.join(home, "airflow_day1.log"))
+    return config
+
+
+def _serialize(df: pd.DataFrame):
+    out = []
+    for row in df.to_dict("records"):
+        feats = {}
+        for k, v in row.items():
+            if isinstance(v, str):
+                feats[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+            elif isinstance(v, float):
+                feats[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+            else:
+                feats[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    return tf.constant(out)
+
+
+def test_day1_is_joined_for_its_span_blessed_and_pushed(day1):
+    runs = report.collect_runs(day1)
+    assert [r.span_date for r in runs] == [DAY1.isoformat()]
+    assert runs[0].blessed is True and runs[0].pushed is True
+    versions = os.listdir(day1.serving_dir)
+    assert len(versions) == 1 and runs[0].pushed_destination.startswith(day1.serving_dir)
+
+
+def test_pushed_model_scores_raw_examples(day1, home):
+    version = sorted(glob.glob(os.path.join(day1.serving_dir, "*")))[-1]
+    serve = tf.saved_model.load(version).signatures["serving_default"]
+    raw = pd.read_parquet(os.path.join(home, "logs", "impressions", f"date={DAY2:%Y-%m-%d}")).head(500)
+    raw = raw.drop(columns=["timestamp"])
+    raw.loc[raw.index[:5], "item_brand"] = "a-brand-never-seen"  # must map to OOV, not fail
+    out = {k: v.numpy().reshape(-1) for k, v in serve(examples=_serialize(raw)).items()}
+    assert set(out) == {"ctr", "cvr", "ctcvr"}
+    for v in out.values():
+        assert v.shape == (500,) and np.all(np.isfinite(v)) and np.all((v >= 0) & (v <= 1))
+    assert np.all(out["ctcvr"] <= out["ctr"] + 1e-7)
+    np.testing.assert_allclose(out["ctcvr"], out["ctr"] * out["cvr"], rtol=1e-5)
+    assert out["ctr"].std() > 0  # the model distinguishes impressions
+
+
+def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
+    strict = _config(home, "strict", 0.999)
+    env = airflow_local.airflow_env(strict)
+    before = sorted(os.listdir(day1.serving_dir))
+    airflow_local.dags_test(strict.pipeline_name, DAY2.isoformat(), env, os.path.join(home, "airflow_day2.log"))
+    runs = {r.span_date: r for r in report.collect_runs(strict)}
+    assert runs[DAY2.isoformat()].blessed is False
+    assert runs[DAY2.isoformat()].pushed is not True
+    assert sorted(os.listdir(day1.serving_dir)) == before
