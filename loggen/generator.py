@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loggen.world import World, WorldConfig
+from schemas import load_raw_schema
 
 US_PER_S = 1_000_000
 DAY_US = 86_400 * US_PER_S
@@ -101,17 +102,21 @@ def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
     return DayLogs(date, impressions, clicks, conversions, truth)
 
 
-_TS = pa.timestamp("us", tz="UTC")
+_ARROW = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(),
+          "timestamp": pa.timestamp("us", tz="UTC")}
 
 
-def _to_table(df: pd.DataFrame) -> pa.Table:
+def _to_table(df: pd.DataFrame, log: Optional[str] = None) -> pa.Table:
+    """Columns and types of a raw log come from schemas/raw_events.yaml, the one definition."""
+    fields = load_raw_schema()["logs"][log]["fields"] if log else {c: {} for c in df.columns}
     cols = {}
-    for name in df.columns:
+    for name, attrs in fields.items():
         values = df[name].to_numpy()
-        if name == "timestamp":
-            cols[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(_TS)
+        kind = attrs.get("type")
+        if kind == "timestamp":
+            cols[name] = pa.array(values.astype(np.int64), type=pa.int64()).cast(_ARROW[kind])
         else:
-            cols[name] = pa.array(values)
+            cols[name] = pa.array(values, type=_ARROW.get(kind))
     return pa.table(cols)
 
 
@@ -122,7 +127,7 @@ def partition_dir(root: str, log: str, date: dt.date) -> str:
 def _write(df: pd.DataFrame, root: str, log: str, date: dt.date) -> None:
     out = partition_dir(root, log, date)
     os.makedirs(out, exist_ok=True)
-    pq.write_table(_to_table(df), os.path.join(out, "part-00000.parquet"), compression="snappy")
+    pq.write_table(_to_table(df, log), os.path.join(out, "part-00000.parquet"), compression="snappy")
 
 
 def _event_day(ts_us: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from pipeline_components import join_logic, raw_logs
+from pipeline_components import join_beam, join_logic, raw_logs
 from schemas import load_raw_schema
 
 LOGS = ("impressions", "clicks", "conversions")
@@ -105,7 +105,10 @@ class _ReadChunk(beam.DoFn):
 def _example(row: Dict[str, Any], field_types: Dict[str, str]) -> bytes:
     feats = {}
     for name, value in row.items():
-        kind = field_types.get(name, "int64")
+        if value is None:
+            continue
+        kind = field_types.get(name) or ("string" if isinstance(value, str) else
+                                         "double" if isinstance(value, float) else "int64")
         if kind == "string":
             feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
         elif kind == "double":
@@ -115,28 +118,20 @@ def _example(row: Dict[str, Any], field_types: Dict[str, str]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
-class _Join(beam.DoFn):
-    def __init__(self, span_day_us: int, window_us: int, eval_percent: int, field_types: Dict[str, str]):
-        self._span_day_us = span_day_us
-        self._window_us = window_us
+class _Label(beam.DoFn):
+    """Counts a labelled impression, assigns its split and serialises it."""
+
+    def __init__(self, eval_percent: int, field_types: Dict[str, str]):
         self._eval_percent = eval_percent
         self._types = field_types
 
-    def process(self, element):
-        key, groups = element
-        # Impressions of other days are not read, so every impression here belongs to the span.
-        row, counts = join_logic.join_impression(groups["impressions"], groups["clicks"],
-                                                 groups["conversions"], self._window_us)
-        for name, n in counts.items():
-            if n:
-                yield beam.pvalue.TaggedOutput("counts", (name, n))
-        if row is not None:
-            split = join_logic.split_of(key, self._eval_percent)
-            yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", 1))
-            yield beam.pvalue.TaggedOutput("counts", (f"examples.scene={row['scene']}", 1))
-            yield beam.pvalue.TaggedOutput("counts", ("examples.clicks", row["click"]))
-            yield beam.pvalue.TaggedOutput("counts", ("examples.conversions", row["conversion"]))
-            yield split, _example(row, self._types)
+    def process(self, row):
+        split = join_logic.split_of(row["impression_id"], self._eval_percent)
+        yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", 1))
+        yield beam.pvalue.TaggedOutput("counts", (f"examples.scene={row['scene']}", 1))
+        yield beam.pvalue.TaggedOutput("counts", ("examples.clicks", row["click"]))
+        yield beam.pvalue.TaggedOutput("counts", ("examples.conversions", row["conversion"]))
+        yield split, _example(row, self._types)
 
 
 def _write_json(obj: Any, path: str) -> None:
@@ -197,10 +192,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 (read.quarantine | f"WriteQuarantine[{log}]" >> beam.io.WriteToText(
                     os.path.join(report.uri, "quarantine", log), file_name_suffix=".jsonl"))
                 count_pcolls.append(read.notes | f"CountNotes[{log}]" >> beam.Map(lambda n: (f"note.{n}", 1)))
-            joined = (per_log | "CoGroup" >> beam.CoGroupByKey()
-                      | "Join" >> beam.ParDo(_Join(span * DAY_US, window_us, int(exec_properties["eval_percent"]),
-                                                   field_types)).with_outputs("counts", main="examples"))
-            count_pcolls.append(joined.counts)
+            rows, join_counts = per_log | "JoinLogs" >> join_beam.JoinLogs(window_us)
+            joined = rows | "Label" >> beam.ParDo(_Label(int(exec_properties["eval_percent"]), field_types)
+                                                  ).with_outputs("counts", main="examples")
+            count_pcolls.extend([join_counts, joined.counts])
             for split in ("train", "eval"):
                 (joined.examples
                  | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)

@@ -78,6 +78,10 @@ def _quarantine_rows(chunk: Chunk, table: pa.Table | None, mask: np.ndarray | No
                "rows": 1}
 
 
+def _is_primitive(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
 def read_chunk(chunk: Chunk, schema_path: str | None = None
                ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[str]]:
     """Returns (good rows as dicts with int64-micro timestamps, quarantine records, notes).
@@ -138,5 +142,10 @@ def read_chunk(chunk: Chunk, schema_path: str | None = None
         columns[name] = col
     if bad.all() or not columns or len(columns) < len(fields):
         return [], quarantine, notes
+    # Unknown columns travel on into the examples, where ExampleValidator reports them
+    # against the curated schema (schema drift stops the run before training).
+    for name in table.column_names:
+        if name not in fields and _is_primitive(table.column(name).type):
+            columns[name] = table.column(name).combine_chunks()
     good = pa.table(columns).filter(pa.array(~bad))
     return good.to_pylist(), quarantine, notes

@@ -92,30 +92,21 @@ def collect_runs(config: PipelineConfig) -> List[RunSummary]:
 
 
 def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str) -> None:
+    """Fills summary.metrics[(slice, head)] from the Evaluator's output; slice is 'overall' or a scene."""
     import tensorflow_model_analysis as tfma
     if not summary.evaluation_uri:
         return
     result = tfma.load_eval_result(summary.evaluation_uri)
     for slice_key, by_output in result.slicing_metrics:
         keys = dict(slice_key)
-        scene = keys.pop(scene_feature, None)
-        name = scene.decode() if isinstance(scene, bytes) else (scene or "overall")
-        for head, attrs in heads.items():
-            want = {k: str(v) for k, v in (attrs.get("eval_slice") or {}).items()}
-            if {k: str(v) for k, v in keys.items()} != want or head not in by_output:
-                continue
-            values = {}
-            for metric, v in by_output[head][""].items():
-                if "doubleValue" in v:
-                    values[metric] = v["doubleValue"]
-            summary.metrics[(name, head)] = values
-    for slice_key, by_output in result.slicing_metrics:
-        keys = dict(slice_key)
+        if set(keys) - {scene_feature}:
+            continue
         scene = keys.get(scene_feature)
-        if set(keys) <= {scene_feature} and "" in by_output and "example_count" in by_output[""][""]:
-            name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
-            summary.metrics.setdefault((name, "_count"), {})["example_count"] = \
-                by_output[""][""]["example_count"]["doubleValue"]
+        name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
+        for head in heads:
+            if head in by_output:
+                summary.metrics[(name, head)] = {m: v["doubleValue"] for m, v in by_output[head][""].items()
+                                                 if "doubleValue" in v}
 
 
 def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str]) -> str:
@@ -124,7 +115,7 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     rows = [header]
     for run in runs:
         for scene in ["overall"] + scenes:
-            count = run.metrics.get((scene, "_count"), {}).get("example_count")
+            count = run.metrics.get((scene, head_names[0]), {}).get("example_count")
             cells = [run.span_date, scene, f"{int(count):,}" if count is not None else "-"]
             for h in head_names:
                 auc = run.metrics.get((scene, h), {}).get("auc")
@@ -137,7 +128,8 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    notes = [f"cvr AUC is measured on clicked impressions (click = 1); eval split only."]
+    weighted = [f"{h} (weighted by {a['eval_weight']})" for h, a in heads.items() if a.get("eval_weight")]
+    notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else "")]
     for run in runs:
         if run.pushed_destination:
             notes.append(f"{run.span_date}: pushed to {run.pushed_destination}")

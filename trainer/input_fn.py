@@ -12,7 +12,10 @@ import tensorflow as tf
 
 def make_dataset(file_patterns: Sequence[str], feature_spec: Dict[str, tf.io.FixedLenFeature],
                  feature_names: List[str], head_labels: Dict[str, str], batch_size: int,
-                 shuffle: bool, repeat: bool = False, seed: int = 0) -> tf.data.Dataset:
+                 shuffle: bool, repeat: bool = False, seed: int = 0,
+                 shuffle_buffer: int = 200_000) -> tf.data.Dataset:
+    """Beam writes joined examples in group order, not at random (clicked impressions
+    cluster), so the shuffle buffer must cover a large share of a day."""
     files: List[str] = []
     for pattern in file_patterns:
         files.extend(tf.io.gfile.glob(pattern))
@@ -21,7 +24,7 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Dict[str, tf.io.Fix
     spec = {k: v for k, v in feature_spec.items() if k in feature_names or k in head_labels.values()}
     ds = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle:
-        ds = ds.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=False)

@@ -77,7 +77,8 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     names = [f.feature.name for f in features]
     fspec = tft_output.transformed_feature_spec()
     batch = int(config["batch_size"])
-    train_ds = make_dataset(train_files, fspec, names, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)))
+    train_ds = make_dataset(train_files, fspec, names, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)),
+                            shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
     eval_ds = make_dataset(eval_files, fspec, names, head_labels, batch, shuffle=False)
 
     params = {k: config[k] for k in MODEL_PARAM_KEYS if k in config}

@@ -15,35 +15,8 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline_components import log_join
 from pipeline_components.raw_logs import MissingLogsError
+from tests.pipeline_components.join_helpers import WINDOW_DAYS, read_examples as _read_examples, run_join as _run
 
-DAY_US = 86_400 * 1_000_000
-WINDOW_DAYS = 3.0
-
-
-def _run(logs_root, out, run_date, max_quarantine=0.01, delay=0):
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out / "examples")
-    report = log_join.JoinReport()
-    report.uri = str(out / "report")
-    os.makedirs(report.uri, exist_ok=True)
-    exec_properties = {"logs_root": logs_root, "run_date": run_date, "label_delay_days": delay,
-                       "attribution_window_days": WINDOW_DAYS, "eval_percent": 20,
-                       "max_quarantine_fraction": max_quarantine}
-    log_join.Executor().Do({}, {"examples": [examples], "join_report": [report]}, exec_properties)
-    return examples, report
-
-
-def _read_examples(examples):
-    rows = []
-    for split in artifact_utils.decode_split_names(examples.split_names):
-        for path in glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz")):
-            for rec in tf.data.TFRecordDataset(path, compression_type="GZIP"):
-                ex = tf.train.Example.FromString(rec.numpy()).features.feature
-                rows.append({"impression_id": ex["impression_id"].bytes_list.value[0].decode(),
-                             "scene": ex["scene"].bytes_list.value[0].decode(),
-                             "click": ex["click"].int64_list.value[0],
-                             "conversion": ex["conversion"].int64_list.value[0], "split": split})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
