@@ -103,10 +103,10 @@ def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str
             continue
         scene = keys.get(scene_feature)
         name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
-        for head in heads:
+        for head in list(heads) + [""]:
             if head in by_output:
-                summary.metrics[(name, head)] = {m: v["doubleValue"] for m, v in by_output[head][""].items()
-                                                 if "doubleValue" in v}
+                summary.metrics[(name, head or "_all")] = {
+                    m: v["doubleValue"] for m, v in by_output[head][""].items() if "doubleValue" in v}
 
 
 def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str]) -> str:
@@ -115,7 +115,7 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     rows = [header]
     for run in runs:
         for scene in ["overall"] + scenes:
-            count = run.metrics.get((scene, head_names[0]), {}).get("example_count")
+            count = run.metrics.get((scene, "_all"), {}).get("example_count")
             cells = [run.span_date, scene, f"{int(count):,}" if count is not None else "-"]
             for h in head_names:
                 auc = run.metrics.get((scene, h), {}).get("auc")
