@@ -120,8 +120,9 @@ def _list_column(col: pa.Array) -> pa.Array:
 def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
     """Serialises a batch of joined rows with tfx_bsl's C++ encoder (5x faster than building protos in Python)."""
     table = pa.Table.from_pylist(rows)
-    batch = pa.RecordBatch.from_arrays([_list_column(c.combine_chunks()) for c in table.columns],
-                                       names=table.column_names)
+    # A column that is null in every row of the batch has no type to encode: those rows lack it.
+    keep = [n for n, c in zip(table.column_names, table.columns) if not pa.types.is_null(c.type)]
+    batch = pa.RecordBatch.from_arrays([_list_column(table.column(n).combine_chunks()) for n in keep], names=keep)
     return example_coder.RecordBatchToExamples(batch)
 
 

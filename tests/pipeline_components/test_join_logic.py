@@ -59,3 +59,15 @@ def test_split_is_stable_and_close_to_requested_share():
     splits = [split_of(i, 20) for i in ids]
     assert splits == [split_of(i, 20) for i in ids]
     assert abs(splits.count("eval") / len(ids) - 0.20) < 0.015
+
+
+def test_example_encoding_keeps_types_and_drops_nulls():
+    import tensorflow as tf
+    from pipeline_components.log_join import encode_examples
+    rows = [{"impression_id": "a", "item_price": 2.5, "click": 1, "coupon": None, "extra": "x"},
+            {"impression_id": "b", "item_price": 0.0, "click": 0, "coupon": None, "extra": None}]
+    a, b = [tf.train.Example.FromString(x).features.feature for x in encode_examples(rows)]
+    assert a["impression_id"].bytes_list.value == [b"a"]
+    assert a["item_price"].float_list.value == [2.5] and a["click"].int64_list.value == [1]
+    assert "coupon" not in a and a["extra"].bytes_list.value == [b"x"]
+    assert "extra" not in b or not b["extra"].bytes_list.value
