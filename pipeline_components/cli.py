@@ -4,6 +4,7 @@
   rankpipe run --date 2026-11-20          # one day with TFX's LocalDagRunner (development)
   rankpipe airflow-run --dates 2026-11-20 2026-11-21   # through the real Airflow DAG
   rankpipe report                         # per-scene table of every run day
+  rankpipe vocab                          # Transform vocabularies of the latest run, with sizes
   rankpipe demo                           # generate 3 days, run each through Airflow, report
 """
 from __future__ import annotations
@@ -81,6 +82,14 @@ def print_report(config) -> None:
     print(report.format_report(runs, config.heads, scenes()))
 
 
+def cmd_vocab(args) -> int:
+    from pipeline_components import vocab
+    config = load_config(args.config, args.home)
+    uri = args.transform_graph or vocab.latest_transform_graph(config)
+    print(vocab.format_vocabularies(vocab.vocabularies(uri), uri))
+    return 0
+
+
 def cmd_report(args) -> int:
     print_report(load_config(args.config, args.home))
     return 0
@@ -136,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="per-scene AUC per head for every run day")
     rep.set_defaults(func=cmd_report)
+
+    v = sub.add_parser("vocab", help="list the Transform vocabularies (sizes, top values) of the latest run")
+    v.add_argument("--transform-graph", help="a TransformGraph artifact directory (default: the latest run's)")
+    v.set_defaults(func=cmd_vocab)
 
     d = sub.add_parser("demo", help="generate logs, run each day through Airflow, print the report")
     d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))

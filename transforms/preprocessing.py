@@ -53,4 +53,9 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
     for label in spec.labels:
         if label in inputs:
             outputs[label] = tf.cast(_dense(inputs[label]), tf.float32)
+    # Passthrough ids let training-path and serving-path predictions be matched row by row
+    # (the skew test); the model never reads them and serving requests need not send them.
+    for name in spec.passthrough:
+        if name in inputs:
+            outputs[name] = _dense(inputs[name])
     return outputs

@@ -88,6 +88,48 @@ def test_pushed_model_scores_raw_examples(day1, home):
     assert out["ctr"].std() > 0  # the model distinguishes impressions
 
 
+def _artifact_dir(home, component, output):
+    """The first run's output of a component (artifact directories are named by execution id)."""
+    dirs = glob.glob(os.path.join(home, "tfx", "pipeline_root", component, output, "*"))
+    return min(dirs, key=lambda d: int(os.path.basename(d)))
+
+
+def test_training_path_and_serving_path_predict_the_same(day1, home):
+    """No skew: Transform's Beam output + the model == serving_default on raw tf.Examples, row by row."""
+    import tensorflow_transform as tft
+    version = sorted(glob.glob(os.path.join(day1.serving_dir, "*")))[-1]
+    loaded = tf.saved_model.load(version)
+    tft_out = tft.TFTransformOutput(_artifact_dir(home, "Transform", "transform_graph"))
+    spec = tft_out.transformed_feature_spec()
+    files = glob.glob(os.path.join(_artifact_dir(home, "Transform", "transformed_examples"), "Split-eval", "*"))
+    batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(400)))
+    parsed = tf.io.parse_example(batch, spec)
+    features = {k: v for k, v in parsed.items() if k not in ("click", "conversion", "impression_id")}
+    offline = loaded(features, training=False)
+    ids = [i.decode() for i in parsed["impression_id"].numpy().ravel()]
+
+    raw_files = glob.glob(os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*"))
+    raw = {}
+    for rec in tf.data.TFRecordDataset(raw_files, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(rec.numpy())
+        raw[ex.features.feature["impression_id"].bytes_list.value[0].decode()] = rec.numpy()
+    served = loaded.signatures["serving_default"](examples=tf.constant([raw[i] for i in ids]))
+    for head in ("ctr", "cvr", "ctcvr"):
+        np.testing.assert_allclose(served[head].numpy().ravel(), offline[head].numpy().ravel(), rtol=1e-5, atol=1e-7)
+
+
+def test_vocab_lists_each_vocabulary_with_its_size(day1, home):
+    from pipeline_components import vocab
+    rows = {name: (size, top) for name, _, size, _, top in vocab.vocabularies(vocab.latest_transform_graph(day1))}
+    raw = pd.read_parquet(os.path.join(home, "logs", "impressions", f"date={DAY1:%Y-%m-%d}"))
+    assert rows["scene"][0] == raw["scene"].nunique() == 4
+    assert rows["device"][0] == raw["device"].nunique()
+    assert rows["scene"][1][0] == raw["scene"].value_counts().index[0]  # most frequent first
+    # item_brand has a frequency threshold of 5: rarer brands are left to OOV.
+    counts = raw["item_brand"].value_counts()
+    assert rows["item_brand"][0] == int((counts >= 5).sum())
+
+
 def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
     strict = _config(home, "strict", 0.999)
     env = airflow_local.airflow_env(strict)
