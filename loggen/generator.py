@@ -19,11 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loggen.world import World, WorldConfig
-from schemas import load_raw_schema
+from schemas import DAY_US, EPOCH, load_raw_schema, partition_dir
 
 US_PER_S = 1_000_000
-DAY_US = 86_400 * US_PER_S
-EPOCH = dt.date(1970, 1, 1)
 # Conversions arrive at most this long after their click (the generator's own
 # horizon; the join's attribution window is a separate, shorter setting).
 MAX_CONVERSION_DELAY_DAYS = 7
@@ -118,10 +116,6 @@ def _to_table(df: pd.DataFrame, log: Optional[str] = None) -> pa.Table:
         else:
             cols[name] = pa.array(values, type=_ARROW.get(kind))
     return pa.table(cols)
-
-
-def partition_dir(root: str, log: str, date: dt.date) -> str:
-    return os.path.join(root, log, f"date={date:%Y-%m-%d}")
 
 
 def _write(df: pd.DataFrame, root: str, log: str, date: dt.date) -> None:

@@ -16,20 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas import load_raw_schema
+from schemas import DAY_US, EPOCH, load_raw_schema, partition_dir  # noqa: F401  (re-exported)
 
-DAY_US = 86_400 * 1_000_000
-EPOCH = dt.date(1970, 1, 1)
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(),
                 "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 class MissingLogsError(FileNotFoundError):
     """A required day of logs is absent: the run must fail, never fall back to another day."""
-
-
-def partition_dir(logs_root: str, log: str, date: dt.date) -> str:
-    return os.path.join(logs_root, log, f"date={date:%Y-%m-%d}")
 
 
 def list_partition(logs_root: str, log: str, date: dt.date) -> List[str]:

@@ -6,6 +6,7 @@ feature is an edit to ``features.yaml`` and nothing else.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import os
 from typing import Any, Dict, List, Optional
@@ -18,6 +19,15 @@ FEATURE_SPEC_PATH = os.path.join(SCHEMA_DIR, "features.yaml")
 TFDV_SCHEMA_PATH = os.path.join(SCHEMA_DIR, "schema.pbtxt")
 
 FEATURE_KINDS = ("categorical", "hashed", "numeric", "scene")
+
+# The raw-log layout (raw_events.yaml): <logs_root>/<log>/date=YYYY-MM-DD/*.parquet,
+# partitioned by the UTC day of each event's timestamp (int64 microseconds).
+EPOCH = dt.date(1970, 1, 1)
+DAY_US = 86_400 * 1_000_000
+
+
+def partition_dir(logs_root: str, log: str, date: dt.date) -> str:
+    return os.path.join(logs_root, log, f"date={date:%Y-%m-%d}")
 
 
 @dataclasses.dataclass(frozen=True)
