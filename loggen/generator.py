@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -161,7 +161,3 @@ def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, imp
             _write(part.reset_index(drop=True), logs_root, log, EPOCH + dt.timedelta(days=d))
             counts[log] += len(part)
     return counts
-
-
-def date_range(start: dt.date, n_days: int) -> Iterable[dt.date]:
-    return (start + dt.timedelta(days=i) for i in range(n_days))
