@@ -6,12 +6,17 @@ execution (``tfx.dsl.Cond``) is not supported by the AirflowDagRunner. Without
 this gate a day with schema drift would still be trained on and could be
 pushed. The gate raises with a one-line-per-anomaly report, which is what the
 Airflow task log shows.
+
+Its ``result`` artifact exists only for days that passed, and names the
+Examples artifact it vouches for (``examples_id``, ``span``): the training
+window (``span_window.py``) takes only spans with such a result, so a day that
+failed validation never reaches a later day's training either.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 from tfx import types
@@ -60,6 +65,9 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(result.uri, "anomalies.json"), "w") as fh:
             fh.write(json.dumps(found, indent=2, sort_keys=True))
         result.set_int_custom_property("anomaly_count", sum(len(v) for v in found.values()))
+        for examples in input_dict.get("examples") or []:
+            result.set_int_custom_property("examples_id", int(examples.id))
+            result.set_int_custom_property("span", int(examples.span))
         if found:
             report = "; ".join(f"[{split}] {line}" for split, lines in found.items() for line in lines)
             raise SchemaAnomaliesError(
@@ -69,7 +77,8 @@ class Executor(base_executor.BaseExecutor):
 
 class AnomaliesGateSpec(types.ComponentSpec):
     PARAMETERS = {}
-    INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies)}
+    INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+              "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True)}
     OUTPUTS = {"result": ChannelParameter(type=ValidationResult)}
 
 
@@ -77,6 +86,6 @@ class AnomaliesGate(base_component.BaseComponent):
     SPEC_CLASS = AnomaliesGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, anomalies: types.BaseChannel):
-        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies,
+    def __init__(self, anomalies: types.BaseChannel, examples: Optional[types.BaseChannel] = None):
+        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies, examples=examples,
                                                 result=types.Channel(type=ValidationResult)))

@@ -54,6 +54,26 @@ class PipelineConfig:
     def serving_dir(self) -> str:
         return os.path.join(self._path("serving"), self.model_name)
 
+    def _schema_path(self, key: str) -> str:
+        p = self.raw["schemas"][key]
+        return p if os.path.isabs(p) else os.path.join(REPO_ROOT, p)
+
+    @property
+    def raw_events_path(self) -> str:
+        return self._schema_path("raw_events")
+
+    @property
+    def feature_spec_path(self) -> str:
+        return self._schema_path("features")
+
+    @property
+    def tfdv_schema_path(self) -> str:
+        return self._schema_path("tfdv")
+
+    @property
+    def training_window(self) -> Dict[str, Any]:
+        return dict(self.raw["training_window"])
+
     @property
     def log_join(self) -> Dict[str, Any]:
         return dict(self.raw["log_join"])

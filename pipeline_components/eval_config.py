@@ -21,11 +21,12 @@ from typing import Any, Dict
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 
-from schemas import load_feature_spec
+from schemas import FEATURE_SPEC_PATH, load_feature_spec
 
 
-def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any]) -> tfma.EvalConfig:
-    scene = load_feature_spec().scene_feature
+def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any],
+                      feature_spec_path: str = FEATURE_SPEC_PATH) -> tfma.EvalConfig:
+    scene = load_feature_spec(feature_spec_path).scene_feature
     weights = {h: a["eval_weight"] for h, a in heads.items() if a.get("eval_weight")}
     model_spec = tfma.ModelSpec(signature_name="serving_default",
                                 label_keys={h: a["label"] for h, a in heads.items()},

@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -78,6 +78,7 @@ class LogJoinSpec(types.ComponentSpec):
         "attribution_window_days": ExecutionParameter(type=float),
         "eval_percent": ExecutionParameter(type=int),
         "max_quarantine_fraction": ExecutionParameter(type=float),
+        "raw_schema_path": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: Dict[str, ChannelParameter] = {}
     OUTPUTS = {
@@ -87,8 +88,12 @@ class LogJoinSpec(types.ComponentSpec):
 
 
 class _ReadChunk(beam.DoFn):
+    def __init__(self, schema_path: Optional[str]):
+        super().__init__()
+        self._schema_path = schema_path
+
     def process(self, chunk: raw_logs.Chunk):
-        rows, quarantine, notes = raw_logs.read_chunk(chunk)
+        rows, quarantine, notes = raw_logs.read_chunk(chunk, self._schema_path)
         n_input = len(rows) + sum(q["rows"] for q in quarantine if q["row"] is not None)
         yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.input", n_input))
         for q in quarantine:
@@ -190,7 +195,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             for log in LOGS:
                 read = (p | f"Plan[{log}]" >> beam.Create([c for c in chunks if c.log == log])
                         | f"Reshuffle[{log}]" >> beam.Reshuffle()
-                        | f"Read[{log}]" >> beam.ParDo(_ReadChunk()).with_outputs(
+                        | f"Read[{log}]" >> beam.ParDo(_ReadChunk(exec_properties.get("raw_schema_path"))).with_outputs(
                             "counts", "quarantine", "notes", main="rows"))
                 per_log[log] = read.rows
                 count_pcolls.append(read.counts)
@@ -260,10 +265,10 @@ class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, logs_root: str, run_date, label_delay_days: int = 0,
                  attribution_window_days: float = 3.0, eval_percent: int = 20,
-                 max_quarantine_fraction: float = 0.01):
+                 max_quarantine_fraction: float = 0.01, raw_schema_path: Optional[str] = None):
         super().__init__(spec=LogJoinSpec(
             logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
             attribution_window_days=attribution_window_days, eval_percent=eval_percent,
-            max_quarantine_fraction=max_quarantine_fraction,
+            max_quarantine_fraction=max_quarantine_fraction, raw_schema_path=raw_schema_path,
             examples=types.Channel(type=standard_artifacts.Examples),
             join_report=types.Channel(type=JoinReport)))

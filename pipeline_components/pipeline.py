@@ -18,7 +18,8 @@ from pipeline_components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.config import PipelineConfig  # noqa: E402
 from pipeline_components.eval_config import build_eval_config  # noqa: E402
 from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
-from schemas import FEATURE_SPEC_PATH, TFDV_SCHEMA_PATH  # noqa: E402
+from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
+                                        SpanWindowStrategy)  # noqa: E402
 
 RUN_DATE_PARAM = "run_date"
 
@@ -28,30 +29,65 @@ def run_date_parameter(default: str = "{{ ds }}") -> data_types.RuntimeParameter
     return data_types.RuntimeParameter(name=RUN_DATE_PARAM, ptype=str, default=default)
 
 
+def run_date_template(run_date: Union[str, data_types.RuntimeParameter]) -> str:
+    """The run date as a plain string where a component cannot take a RuntimeParameter
+    (a Resolver's config): AirflowDagRunner renders operator arguments as Jinja, so the
+    template it would substitute for the parameter works there too."""
+    if not isinstance(run_date, data_types.RuntimeParameter):
+        return run_date
+    default = run_date.default
+    default = default[2:-2].strip() if default.startswith("{{") and default.endswith("}}") else repr(default)
+    return '{{ dag_run.conf.get("%s", %s) }}' % (run_date.name, default)
+
+
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> List[Any]:
     join = config.log_join
     example_gen = LogJoinExampleGen(
-        logs_root=config.logs_root, run_date=run_date,
+        logs_root=config.logs_root, run_date=run_date, raw_schema_path=config.raw_events_path,
         label_delay_days=int(join["label_delay_days"]),
         attribution_window_days=float(join["attribution_window_days"]),
         eval_percent=int(join["eval_percent"]),
         max_quarantine_fraction=float(join["max_quarantine_fraction"]))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=TFDV_SCHEMA_PATH)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.tfdv_schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn="transforms.preprocessing.preprocessing_fn",
-        custom_config={"feature_spec_path": FEATURE_SPEC_PATH},
-        disable_statistics=True)
-    transform.add_upstream_node(gate)
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
 
-    trainer_config = dict(config.trainer, heads=config.heads, feature_spec_path=FEATURE_SPEC_PATH)
+    # The last K validated spans up to this run's (see span_window.py for why not SpanRangeStrategy).
+    window = tfx.dsl.Resolver(
+        strategy_class=SpanWindowStrategy,
+        config={"run_date": run_date_template(run_date),
+                "num_spans": int(config.training_window["num_spans"]),
+                "label_delay_days": int(join["label_delay_days"])},
+        **{EXAMPLES_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                         producer_component_id=example_gen.id, output_key="examples"),
+           VALIDATED_KEY: tfx.dsl.Channel(type=gate.outputs["result"].type,
+                                          producer_component_id=gate.id, output_key="result")},
+    ).with_id("training_window_resolver")
+    window.add_upstream_node(gate)
+    # Analyzer cache: the newest cache holds per-span partial results, keyed by the span's
+    # artifact URI and the analyzer graph, so day N+1 only analyses the span it adds.
+    cache = tfx.dsl.Resolver(
+        strategy_class=OptionalLatestStrategy,
+        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
+                              producer_component_id="Transform", output_key="updated_analyzer_cache"),
+    ).with_id("analyzer_cache_resolver")
+    cache.add_upstream_node(gate)
+    # materialize=False: TFX's Transform cannot materialise several input spans into one
+    # output, and the Trainer applies the same graph (tft_layer) that serving applies.
+    transform = tfx.components.Transform(
+        examples=window.outputs[EXAMPLES_KEY], schema=schema_gen.outputs["schema"],
+        preprocessing_fn="transforms.preprocessing.preprocessing_fn",
+        custom_config={"feature_spec_path": config.feature_spec_path},
+        analyzer_cache=cache.outputs["cache"],
+        materialize=False,
+        disable_statistics=True)
+
+    trainer_config = dict(config.trainer, heads=config.heads, feature_spec_path=config.feature_spec_path)
     trainer = tfx.components.Trainer(
         run_fn="trainer.run.run_fn",
-        examples=transform.outputs["transformed_examples"],
+        examples=window.outputs[EXAMPLES_KEY],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
@@ -68,14 +104,14 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         example_splits=["eval"],
-        eval_config=build_eval_config(config.heads, config.evaluator))
+        eval_config=build_eval_config(config.heads, config.evaluator, config.feature_spec_path))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
-    return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
-            baseline, evaluator, pusher]
+    return [example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache, transform,
+            trainer, baseline, evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],

@@ -29,6 +29,7 @@ class RunSummary:
     blessed: Optional[bool] = None
     pushed: Optional[bool] = None
     pushed_destination: Optional[str] = None
+    trained_on: List[str] = dataclasses.field(default_factory=list)  # span dates of the training window
     # (slice, head) -> metric name -> value; slice is "overall" or a scene name
     metrics: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(default_factory=dict)
 
@@ -57,6 +58,22 @@ def _outputs(store, execution_id: int) -> List[metadata_store_pb2.Artifact]:
     return store.get_artifacts_by_id(ids) if ids else []
 
 
+def _input_by_key(store, execution_id: int, key: str) -> List[int]:
+    return [e.artifact_id for e in store.get_events_by_execution_ids([execution_id])
+            if e.type == INPUT and e.path.steps and e.path.steps[0].key == key]
+
+
+def _training_window(store, evaluator_id: int) -> List[str]:
+    """Span dates the evaluated model was trained on: Evaluator --model--> Trainer --examples-->."""
+    for model_id in _input_by_key(store, evaluator_id, "model"):
+        producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_id]) if e.type in OUTPUTS]
+        for trainer_id in producers:
+            examples = store.get_artifacts_by_id(_input_by_key(store, trainer_id, "examples"))
+            return sorted(a.custom_properties["span_date"].string_value for a in examples
+                          if "span_date" in a.custom_properties)
+    return []
+
+
 def _latest_execution(store, ids: List[int], type_names: Dict[int, str], suffix: str):
     execs = [x for x in store.get_executions_by_id(ids) if type_names.get(x.type_id, "").endswith(suffix)]
     done = [x for x in execs if x.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
@@ -74,6 +91,7 @@ def collect_runs(config: PipelineConfig) -> List[RunSummary]:
         summary = RunSummary(span_date=art.custom_properties["span_date"].string_value, examples_uri=art.uri)
         evaluator = _latest_execution(store, _consumers(store, art.id), type_names, "Evaluator")
         if evaluator is not None:
+            summary.trained_on = _training_window(store, evaluator.id)
             for out in _outputs(store, evaluator.id):
                 kind = type_names.get(out.type_id)
                 if kind == "ModelEvaluation":
@@ -131,6 +149,9 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     weighted = [f"{h} (weighted by {a['eval_weight']})" for h, a in heads.items() if a.get("eval_weight")]
     notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else "")]
     for run in runs:
+        if run.trained_on:
+            notes.append(f"{run.span_date}: trained on {len(run.trained_on)} span(s) "
+                         f"{run.trained_on[0]}..{run.trained_on[-1]}")
         if run.pushed_destination:
             notes.append(f"{run.span_date}: pushed to {run.pushed_destination}")
     return "\n".join(lines + [""] + notes)

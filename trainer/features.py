@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import tf_keras as keras
 
@@ -27,6 +27,17 @@ def input_features(spec: FeatureSpec, tft_output) -> List[InputFeature]:
             size = 0
         out.append(InputFeature(f, int(size)))
     return out
+
+
+def raw_input_spec(spec: FeatureSpec, tft_output) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(what serving and training feed to tft_layer, the rest: labels and passthrough ids).
+
+    Serving requests carry neither labels nor ids, so neither may reach the Transform
+    graph in training: one split, used by both paths."""
+    raw = tft_output.raw_feature_spec()
+    extra_names = set(spec.labels) | set(spec.passthrough)
+    return ({k: v for k, v in raw.items() if k not in extra_names},
+            {k: v for k, v in raw.items() if k in extra_names})
 
 
 def build_inputs(features: List[InputFeature]) -> Dict[str, keras.Input]:

@@ -20,18 +20,15 @@ import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH, load_feature_spec  # noqa: E402
-from trainer.features import input_features  # noqa: E402
+from trainer.features import input_features, raw_input_spec  # noqa: E402
 from trainer.input_fn import make_dataset  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
 MODEL_PARAM_KEYS = ("tower_dnn_hidden_units", "dropout", "l2_embedding")
 
 
-def _serving_fn(model: keras.Model, tft_output, drop: List[str]):
-    raw_spec = tft_output.raw_feature_spec()
-    for key in drop:
-        raw_spec.pop(key, None)
-    model.tft_layer = tft_output.transform_features_layer()  # keep a reference: tables must be tracked
+def _serving_fn(model: keras.Model, tft_layer, raw_spec):
+    model.tft_layer = tft_layer  # keep a reference: tables must be tracked
     input_names = list(model.input.keys()) if isinstance(model.input, dict) else model.input_names
 
     @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
@@ -44,9 +41,9 @@ def _serving_fn(model: keras.Model, tft_output, drop: List[str]):
     return serve
 
 
-def export_serving_model(model: keras.Model, tft_output, spec, path: str) -> None:
-    drop = list(spec.labels) + list(spec.passthrough)
-    signatures = {"serving_default": _serving_fn(model, tft_output, drop)}
+def export_serving_model(model: keras.Model, tft_output, tft_layer, spec, path: str) -> None:
+    raw_inputs, _ = raw_input_spec(spec, tft_output)
+    signatures = {"serving_default": _serving_fn(model, tft_layer, raw_inputs)}
     model.save(path, save_format="tf", signatures=signatures)
 
 
@@ -75,11 +72,13 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
         raise ValueError(f"loss_weights name heads {sorted(unknown)} that are not in heads {sorted(heads)}")
     head_labels = {h: heads[h]["label"] for h in loss_weights}
     names = [f.feature.name for f in features]
-    fspec = tft_output.transformed_feature_spec()
+    raw_inputs, raw_extra = raw_input_spec(spec, tft_output)
+    tft_layer = tft_output.transform_features_layer()
     batch = int(config["batch_size"])
-    train_ds = make_dataset(train_files, fspec, names, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)),
-                            shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
-    eval_ds = make_dataset(eval_files, fspec, names, head_labels, batch, shuffle=False)
+    logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
+    train_ds = make_dataset(train_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=True,
+                            seed=int(config.get("seed", 0)), shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
+    eval_ds = make_dataset(eval_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=False)
 
     params = {k: config[k] for k in MODEL_PARAM_KEYS if k in config}
     model = build_model(config["model"], features, params)
@@ -93,7 +92,7 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     history = model.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
                         callbacks=[_Progress()])
     elapsed = time.time() - t0
-    export_serving_model(model, tft_output, spec, serving_model_dir)
+    export_serving_model(model, tft_output, tft_layer, spec, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2),
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     logging.info("trainer: %s", json.dumps(summary))

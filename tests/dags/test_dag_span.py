@@ -18,11 +18,14 @@ def dag(tmp_path_factory):
     return bag.dags["ranking_daily"]
 
 
-def _render_run_date(dag, logical_date: dt.date, conf=None) -> str:
-    task = dag.get_task("LogJoinExampleGen")
+def _render(dag, task_id: str, logical_date: dt.date, conf=None) -> dict:
+    task = dag.get_task(task_id)
     context = {"ds": logical_date.isoformat(), "dag_run": types.SimpleNamespace(conf=conf or {})}
-    rendered = task.render_template(task.op_kwargs, context)
-    return rendered["exec_properties"]["run_date"]
+    return task.render_template(task.op_kwargs, context)["exec_properties"]
+
+
+def _render_run_date(dag, logical_date: dt.date, conf=None) -> str:
+    return _render(dag, "LogJoinExampleGen", logical_date, conf)["run_date"]
 
 
 def test_dag_is_daily_one_run_at_a_time_in_topological_order(dag):
@@ -31,7 +34,11 @@ def test_dag_is_daily_one_run_at_a_time_in_topological_order(dag):
     order = [t.task_id for t in dag.topological_sort()]
     assert order.index("LogJoinExampleGen") < order.index("Transform") < order.index("Trainer") \
         < order.index("Evaluator") < order.index("Pusher")
-    assert "AnomaliesGate" in dag.get_task("Transform").upstream_task_ids
+    # Nothing is analysed or trained before the day passed validation.
+    assert "training_window_resolver" in dag.get_task("Transform").upstream_task_ids
+    assert "training_window_resolver" in dag.get_task("Trainer").upstream_task_ids
+    for resolver in ("training_window_resolver", "analyzer_cache_resolver"):
+        assert "AnomaliesGate" in dag.get_task(resolver).upstream_task_ids
 
 
 @pytest.mark.parametrize("logical", [dt.date(2026, 11, 20), dt.date(2025, 2, 28), dt.date(2026, 1, 1)])
@@ -45,6 +52,18 @@ def test_logical_date_selects_its_own_span(dag, logical):
 
 def test_trigger_conf_overrides_the_date(dag):
     assert _render_run_date(dag, dt.date(2026, 11, 20), conf={"run_date": "2026-10-01"}) == "2026-10-01"
+
+
+@pytest.mark.parametrize("conf", [None, {"run_date": "2026-10-01"}])
+def test_training_window_is_anchored_at_the_same_date_as_the_join(dag, conf):
+    """The resolver's config is rendered like the join's run_date, so a backfill's window ends at its own day."""
+    from pipeline_components.resolvers import SpanWindowStrategy
+    logical = dt.date(2026, 11, 20)
+    config = _render(dag, "training_window_resolver", logical, conf)["source_uri"]
+    assert config["run_date"] == _render_run_date(dag, logical, conf)
+    strategy = SpanWindowStrategy(**config)
+    anchor = date_to_span(parse_run_date(_render_run_date(dag, logical, conf)))
+    assert strategy._spans[-1] == anchor and len(strategy._spans) == config["num_spans"]
 
 
 def test_malformed_run_date_is_a_clear_error():

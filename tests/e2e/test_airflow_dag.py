@@ -68,6 +68,7 @@ def _serialize(df: pd.DataFrame):
 def test_day1_is_joined_for_its_span_blessed_and_pushed(day1):
     runs = report.collect_runs(day1)
     assert [r.span_date for r in runs] == [DAY1.isoformat()]
+    assert runs[0].trained_on == [DAY1.isoformat()]  # the window holds only the spans that exist
     assert runs[0].blessed is True and runs[0].pushed is True
     versions = os.listdir(day1.serving_dir)
     assert len(versions) == 1 and runs[0].pushed_destination.startswith(day1.serving_dir)
@@ -95,25 +96,31 @@ def _artifact_dir(home, component, output):
 
 
 def test_training_path_and_serving_path_predict_the_same(day1, home):
-    """No skew: Transform's Beam output + the model == serving_default on raw tf.Examples, row by row."""
+    """No skew: the Trainer's input pipeline (raw examples -> tft_layer) + the model ==
+    serving_default on raw serialized tf.Examples, row by row."""
     import tensorflow_transform as tft
+    from schemas import load_feature_spec
+    from trainer.features import raw_input_spec
+    from trainer.input_fn import make_dataset
     version = sorted(glob.glob(os.path.join(day1.serving_dir, "*")))[-1]
     loaded = tf.saved_model.load(version)
     tft_out = tft.TFTransformOutput(_artifact_dir(home, "Transform", "transform_graph"))
-    spec = tft_out.transformed_feature_spec()
-    files = glob.glob(os.path.join(_artifact_dir(home, "Transform", "transformed_examples"), "Split-eval", "*"))
-    batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(400)))
-    parsed = tf.io.parse_example(batch, spec)
-    features = {k: v for k, v in parsed.items() if k not in ("click", "conversion", "impression_id")}
+    spec = load_feature_spec(day1.feature_spec_path)
+    raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
+    names = [f.name for f in spec.features]
+    pattern = os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*")
+    ds = make_dataset([pattern], raw_inputs, raw_extra, tft_out.transform_features_layer(), names,
+                      {"ctr": "click"}, 400, shuffle=False, keep=["impression_id"])
+    features, _ = next(iter(ds))
+    ids = [i.decode() for i in features.pop("impression_id").numpy().ravel()]
     offline = loaded(features, training=False)
-    ids = [i.decode() for i in parsed["impression_id"].numpy().ravel()]
 
-    raw_files = glob.glob(os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*"))
     raw = {}
-    for rec in tf.data.TFRecordDataset(raw_files, compression_type="GZIP"):
+    for rec in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP"):
         ex = tf.train.Example.FromString(rec.numpy())
         raw[ex.features.feature["impression_id"].bytes_list.value[0].decode()] = rec.numpy()
     served = loaded.signatures["serving_default"](examples=tf.constant([raw[i] for i in ids]))
+    assert len(ids) == 400
     for head in ("ctr", "cvr", "ctcvr"):
         np.testing.assert_allclose(served[head].numpy().ravel(), offline[head].numpy().ravel(), rtol=1e-5, atol=1e-7)
 
@@ -136,6 +143,8 @@ def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
     before = sorted(os.listdir(day1.serving_dir))
     airflow_local.dags_test(strict.pipeline_name, DAY2.isoformat(), env, os.path.join(home, "airflow_day2.log"))
     runs = {r.span_date: r for r in report.collect_runs(strict)}
+    # The Airflow-rendered run date anchors the training window: day 2 trains on both days.
+    assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
     assert runs[DAY2.isoformat()].blessed is False
     assert runs[DAY2.isoformat()].pushed is not True
     assert sorted(os.listdir(day1.serving_dir)) == before
