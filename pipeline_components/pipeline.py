@@ -19,7 +19,7 @@ from pipeline_components.config import PipelineConfig  # noqa: E402
 from pipeline_components.eval_config import build_eval_config  # noqa: E402
 from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
 from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
-                                        SpanWindowStrategy)  # noqa: E402
+                                        SpanWindowStrategy, TemplatedResolver)  # noqa: E402
 
 RUN_DATE_PARAM = "run_date"
 
@@ -55,7 +55,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
 
     # The last K validated spans up to this run's (see span_window.py for why not SpanRangeStrategy).
-    window = tfx.dsl.Resolver(
+    window = TemplatedResolver(
         strategy_class=SpanWindowStrategy,
         config={"run_date": run_date_template(run_date),
                 "num_spans": int(config.training_window["num_spans"]),

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.common import resolver
+from tfx.v1 import dsl
 
 from pipeline_components.log_join import date_to_span, parse_run_date, span_to_date
 
@@ -61,6 +62,37 @@ def select_window(examples: List[types.Artifact], validated_ids: Optional[set], 
                         span_to_date(spans[0]), span_to_date(anchor),
                         ", ".join(str(span_to_date(s)) for s in missing), len(newest), len(spans))
     return [newest[s] for s in sorted(newest)]
+
+
+class _RecordsRendered(dict):
+    """exec_properties handed out by TemplatedResolver: ``update`` (what TFX's Airflow launcher
+    calls with the rendered values) is recorded on the node instead of mutating this dict, which
+    may be the very dict Airflow keeps as the task's template."""
+
+    def __init__(self, node: "TemplatedResolver", props: Dict):
+        super().__init__(props)
+        self._node = node
+
+    def update(self, *args, **kwargs) -> None:  # type: ignore[override]
+        merged = dict(self)
+        merged.update(*args, **kwargs)
+        self._node._rendered_exec_properties = merged
+
+
+class TemplatedResolver(dsl.Resolver):
+    """A Resolver whose config may hold Airflow templates (the run date).
+
+    Why: AirflowDagRunner renders each task's ``exec_properties`` and then calls
+    ``component.exec_properties.update(rendered)``, but ``Resolver.exec_properties``
+    builds a new dict on every access, so the rendered config is dropped and the
+    strategy would receive the raw ``{{ ... }}`` string. Here the update is kept
+    and served on the next access; the template itself stays intact for the next run.
+    """
+
+    @property
+    def exec_properties(self) -> Dict:
+        rendered = getattr(self, "_rendered_exec_properties", None)
+        return _RecordsRendered(self, rendered if rendered is not None else super().exec_properties)
 
 
 class SpanWindowStrategy(resolver.ResolverStrategy):

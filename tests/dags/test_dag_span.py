@@ -56,10 +56,15 @@ def test_trigger_conf_overrides_the_date(dag):
 
 @pytest.mark.parametrize("conf", [None, {"run_date": "2026-10-01"}])
 def test_training_window_is_anchored_at_the_same_date_as_the_join(dag, conf):
-    """The resolver's config is rendered like the join's run_date, so a backfill's window ends at its own day."""
+    """The resolver's config is rendered like the join's run_date and reaches the strategy the way
+    TFX's Airflow launcher passes it (update the component's exec_properties, then read them)."""
+    from tfx.dsl.components.common.resolver import RESOLVER_CONFIG
     from pipeline_components.resolvers import SpanWindowStrategy
     logical = dt.date(2026, 11, 20)
-    config = _render(dag, "training_window_resolver", logical, conf)["source_uri"]
+    task = dag.get_task("training_window_resolver")
+    component = task.python_callable.keywords["component"]
+    component.exec_properties.update(_render(dag, "training_window_resolver", logical, conf))
+    config = component.exec_properties[RESOLVER_CONFIG]
     assert config["run_date"] == _render_run_date(dag, logical, conf)
     strategy = SpanWindowStrategy(**config)
     anchor = date_to_span(parse_run_date(_render_run_date(dag, logical, conf)))
