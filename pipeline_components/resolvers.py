@@ -87,7 +87,13 @@ class TemplatedResolver(dsl.Resolver):
     builds a new dict on every access, so the rendered config is dropped and the
     strategy would receive the raw ``{{ ... }}`` string. Here the update is kept
     and served on the next access; the template itself stays intact for the next run.
+    It reports Resolver's node type, so IR-based runners (LocalDagRunner) treat it as
+    the system node it is.
     """
+
+    @classmethod
+    def get_class_type(cls) -> str:
+        return dsl.Resolver.get_class_type()
 
     @property
     def exec_properties(self) -> Dict:

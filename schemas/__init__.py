@@ -18,7 +18,8 @@ RAW_EVENTS_PATH = os.path.join(SCHEMA_DIR, "raw_events.yaml")
 FEATURE_SPEC_PATH = os.path.join(SCHEMA_DIR, "features.yaml")
 TFDV_SCHEMA_PATH = os.path.join(SCHEMA_DIR, "schema.pbtxt")
 
-FEATURE_KINDS = ("categorical", "hashed", "numeric", "scene")
+FEATURE_KINDS = ("categorical", "hashed", "numeric", "bucketized", "scene")
+NUMERIC_SCALES = ("z_score", "min_max", "none")
 
 # The raw-log layout (raw_events.yaml): <logs_root>/<log>/date=YYYY-MM-DD/*.parquet,
 # partitioned by the UTC day of each event's timestamp (int64 microseconds).
@@ -40,10 +41,18 @@ class Feature:
     num_oov_buckets: int = 1
     hash_buckets: int = 0
     log1p: bool = False
+    scale: str = "z_score"
+    num_buckets: int = 0
+    source: Optional[str] = None  # raw column; defaults to the feature's name
+
+    @property
+    def source_column(self) -> str:
+        return self.source or self.name
 
     @property
     def is_sparse(self) -> bool:
-        return self.kind in ("categorical", "hashed", "scene")
+        """Fed to the model as an integer index into an embedding table."""
+        return self.kind in ("categorical", "hashed", "bucketized", "scene")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +95,10 @@ def load_feature_spec(path: str = FEATURE_SPEC_PATH) -> FeatureSpec:
             raise ValueError(f"{path}: feature '{name}' has unknown attributes {sorted(unknown)}")
         if kind == "hashed" and int(attrs.get("hash_buckets", 0)) <= 0:
             raise ValueError(f"{path}: hashed feature '{name}' needs hash_buckets > 0")
+        if kind == "bucketized" and int(attrs.get("num_buckets", 0)) < 2:
+            raise ValueError(f"{path}: bucketized feature '{name}' needs num_buckets >= 2")
+        if attrs.get("scale", "z_score") not in NUMERIC_SCALES:
+            raise ValueError(f"{path}: feature '{name}' has scale {attrs['scale']!r}; expected one of {NUMERIC_SCALES}")
         features.append(Feature(name=name, kind=kind, **attrs))
     spec = FeatureSpec(
         features=features,

@@ -23,6 +23,8 @@ def input_features(spec: FeatureSpec, tft_output) -> List[InputFeature]:
             size = tft_output.vocabulary_size_by_name(f.name) + f.num_oov_buckets
         elif f.kind == "hashed":
             size = f.hash_buckets
+        elif f.kind == "bucketized":
+            size = f.num_buckets
         else:
             size = 0
         out.append(InputFeature(f, int(size)))

@@ -5,7 +5,6 @@ so TFX imports it instead of packaging a module file into a wheel.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -37,7 +36,13 @@ def transform_feature(feature: Feature, x: tf.Tensor) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
         if feature.log1p:
             x = tf.math.log1p(tf.maximum(x, 0.0))
-        return tft.scale_to_z_score(x)
+        if feature.scale == "z_score":
+            return tft.scale_to_z_score(x)
+        if feature.scale == "min_max":
+            return tft.scale_to_0_1(x)
+        return x
+    if feature.kind == "bucketized":
+        return tft.bucketize(tf.cast(x, tf.float32), feature.num_buckets)
     raise ValueError(f"feature '{feature.name}': unsupported kind {feature.kind!r}")
 
 
@@ -46,10 +51,10 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
     spec = load_feature_spec(spec_path)
     outputs = {}
     for feature in spec.features:
-        if feature.name not in inputs:
-            raise KeyError(f"feature '{feature.name}' from {os.path.basename(spec_path)} is not in the examples; "
-                           f"available: {sorted(inputs)}")
-        outputs[feature.name] = transform_feature(feature, inputs[feature.name])
+        if feature.source_column not in inputs:
+            raise KeyError(f"feature '{feature.name}' from {spec_path} reads column '{feature.source_column}', "
+                           f"which is not in the examples' schema; available: {sorted(inputs)}")
+        outputs[feature.name] = transform_feature(feature, inputs[feature.source_column])
     for label in spec.labels:
         if label in inputs:
             outputs[label] = tf.cast(_dense(inputs[label]), tf.float32)
