@@ -68,19 +68,21 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     window.add_upstream_node(gate)
     # Analyzer cache: the newest cache holds per-span partial results, keyed by the span's
     # artifact URI and the analyzer graph, so day N+1 only analyses the span it adds.
-    cache = tfx.dsl.Resolver(
-        strategy_class=OptionalLatestStrategy,
-        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
-                              producer_component_id="Transform", output_key="updated_analyzer_cache"),
-    ).with_id("analyzer_cache_resolver")
-    cache.add_upstream_node(gate)
+    cache = None
+    if config.training_window.get("analyzer_cache", True):
+        cache = tfx.dsl.Resolver(
+            strategy_class=OptionalLatestStrategy,
+            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
+                                  producer_component_id="Transform", output_key="updated_analyzer_cache"),
+        ).with_id("analyzer_cache_resolver")
+        cache.add_upstream_node(gate)
     # materialize=False: TFX's Transform cannot materialise several input spans into one
     # output, and the Trainer applies the same graph (tft_layer) that serving applies.
     transform = tfx.components.Transform(
         examples=window.outputs[EXAMPLES_KEY], schema=schema_gen.outputs["schema"],
         preprocessing_fn="transforms.preprocessing.preprocessing_fn",
         custom_config={"feature_spec_path": config.feature_spec_path},
-        analyzer_cache=cache.outputs["cache"],
+        analyzer_cache=cache.outputs["cache"] if cache else None,
         materialize=False,
         disable_statistics=True)
 
@@ -110,8 +112,8 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
-    return [example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache, transform,
-            trainer, baseline, evaluator, pusher]
+    return [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,
+                        transform, trainer, baseline, evaluator, pusher) if c is not None]
 
 
 def create_pipeline(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],

@@ -1,0 +1,34 @@
+"""Beam runner options come from config: the documented runner configs parse and reach the pipeline."""
+import glob
+import os
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline_components.config import REPO_ROOT, load_config
+from pipeline_components.pipeline import create_pipeline
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "deploy", "beam", "*.yaml")))
+
+
+def _unknown_flags(args):
+    known = PipelineOptions(args).get_all_options(retain_unknown_options=False)
+    return [a for a in args if a[2:].split("=")[0] not in known]
+
+
+def test_the_check_catches_a_misspelt_flag():
+    assert _unknown_flags(["--runner=FlinkRunner", "--flink_mastr=x:8081"]) == ["--flink_mastr=x:8081"]
+
+
+def test_runner_configs_exist_for_dataflow_flink_and_spark():
+    names = {os.path.basename(p) for p in CONFIGS}
+    assert {"dataflow.yaml", "flink.yaml", "spark.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_runner_config_uses_only_real_beam_options_and_reaches_the_pipeline(path, tmp_path):
+    config = load_config(path, str(tmp_path))
+    assert config.beam_pipeline_args, f"{path} sets no beam_pipeline_args"
+    assert _unknown_flags(config.beam_pipeline_args) == []
+    pipeline = create_pipeline(config, "2026-11-20")
+    assert pipeline.beam_pipeline_args == config.beam_pipeline_args
