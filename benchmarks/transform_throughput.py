@@ -65,7 +65,9 @@ def transform_analyze(files: List[str], spec_path: str, tfdv_schema_path: str, w
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx.utils import io_utils
     from tensorflow_metadata.proto.v0 import schema_pb2
-    from tfx_bsl.public import tfxio
+    from tfx_bsl.tfxio.tf_example_record import TFExampleRecord
+
+    from pipeline_components.log_join import list_column
 
     from schemas import load_feature_spec
     from transforms.preprocessing import preprocessing_fn
@@ -76,13 +78,22 @@ def transform_analyze(files: List[str], spec_path: str, tfdv_schema_path: str, w
     keep = [feat for feat in schema.feature if feat.name in columns]
     del schema.feature[:]
     schema.feature.extend(keep)
-    source = tfxio.ParquetTFXIO(file_pattern=os.path.join(os.path.dirname(files[0]), "*.parquet"),
-                                column_names=columns, schema=schema)
+    # The tf.Example TFXIO only supplies the Arrow schema and tensor adapter; the rows come
+    # from the Parquet files, converted to the same list columns the log join encodes.
+    adapter_source = TFExampleRecord(file_pattern=files, schema=schema)
+    arrow_schema = adapter_source.ArrowSchema()
+
+    def to_record_batch(table: pa.Table) -> pa.RecordBatch:
+        arrays = [list_column(table.column(name).combine_chunks()) for name in arrow_schema.names]
+        return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
+
     options = PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
     out_dir = os.path.join(tmp, "transform_fn")
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft_tmp")):
-        raw = p | "Read" >> source.BeamSource()
-        transform_fn = (raw, source.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(
+        raw = (p | "Read" >> beam.io.ReadFromParquetBatched(
+                   os.path.join(os.path.dirname(files[0]), "*.parquet"), columns=arrow_schema.names)
+               | "ToRecordBatch" >> beam.Map(to_record_batch))
+        transform_fn = (raw, adapter_source.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(
             lambda inputs: preprocessing_fn(inputs, {"feature_spec_path": spec_path}))
         _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
     return out_dir
@@ -136,7 +147,7 @@ def main() -> None:
     print(f"| TF Transform AnalyzeDataset, DirectRunner multi_processing x{args.workers} | {t_tft:.1f} | "
           f"{rows / t_tft:,.0f} |")
     print(f"| pyarrow single pass (1 process) | {t_arrow:.1f} | {rows / t_arrow:,.0f} |")
-    print(f"| **ratio (pyarrow / Transform)** | | **{t_tft / t_arrow:.1f}x** |")
+    print(f"| **ratio: Transform time / pyarrow time** | | **{t_tft / t_arrow:.1f}x** |")
     print("vocabularies identical (same values, same sizes): yes")
 
 

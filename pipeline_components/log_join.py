@@ -109,7 +109,7 @@ class _ReadChunk(beam.DoFn):
             yield row["impression_id"], row
 
 
-def _list_column(col: pa.Array) -> pa.Array:
+def list_column(col: pa.Array) -> pa.Array:
     """One value per row as a list array (tf.Example features are lists); nulls become empty lists."""
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         col = col.cast(pa.binary())
@@ -127,7 +127,7 @@ def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
     table = pa.Table.from_pylist(rows)
     # A column that is null in every row of the batch has no type to encode: those rows lack it.
     keep = [n for n, c in zip(table.column_names, table.columns) if not pa.types.is_null(c.type)]
-    batch = pa.RecordBatch.from_arrays([_list_column(table.column(n).combine_chunks()) for n in keep], names=keep)
+    batch = pa.RecordBatch.from_arrays([list_column(table.column(n).combine_chunks()) for n in keep], names=keep)
     return example_coder.RecordBatchToExamples(batch)
 
 
