@@ -12,20 +12,23 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 
+RUN_CONTEXT_TYPES = ("pipeline_run", "run")  # IR-based runners / the legacy Airflow runner
+
+
 def stage_times(metadata_path: str) -> List[List[Tuple[str, float]]]:
-    """One list per pipeline run (split where the log join starts): (component, seconds)."""
+    """One list per pipeline run (grouped by MLMD's run context), oldest first: (component, seconds)."""
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_path
     cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(cfg)
     names = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
-    runs: List[List[Tuple[str, float]]] = []
+    run_types = {t.id for t in store.get_context_types() if t.name in RUN_CONTEXT_TYPES}
+    runs: Dict[int, List[Tuple[str, float]]] = {}  # insertion order = order of each run's first execution
     for ex in sorted(store.get_executions(), key=lambda e: e.id):
-        name = names[ex.type_id]
-        if name == "ImportSchemaGen" or not runs:
-            runs.append([])
-        runs[-1].append((name, (ex.last_update_time_since_epoch - ex.create_time_since_epoch) / 1000.0))
-    return [r for r in runs if r]
+        run = [c.id for c in store.get_contexts_by_execution(ex.id) if c.type_id in run_types]
+        seconds = (ex.last_update_time_since_epoch - ex.create_time_since_epoch) / 1000.0
+        runs.setdefault(run[0] if run else -1, []).append((names[ex.type_id], seconds))
+    return list(runs.values())
 
 
 def format_table(runs: List[List[Tuple[str, float]]]) -> str:
