@@ -24,7 +24,6 @@ from trainer.features import input_features, raw_input_spec  # noqa: E402
 from trainer.input_fn import make_dataset  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
-MODEL_PARAM_KEYS = ("tower_dnn_hidden_units", "dropout", "l2_embedding")
 
 
 def _serving_fn(model: keras.Model, tft_layer, raw_spec):
@@ -80,8 +79,7 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
                             seed=int(config.get("seed", 0)), shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
     eval_ds = make_dataset(eval_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=False)
 
-    params = {k: config[k] for k in MODEL_PARAM_KEYS if k in config}
-    model = build_model(config["model"], features, params)
+    model = build_model(config["model"], features, dict(config.get("model_params") or {}))
     model.compile(
         optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
         loss={h: keras.losses.BinaryCrossentropy() for h in loss_weights},

@@ -3,21 +3,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from schemas import Feature
-from trainer.features import InputFeature
+from tests.trainer.model_fixtures import FEATURES
+from tests.trainer.model_fixtures import batch as _batch
 from trainer.models import build_model
-
-FEATURES = [
-    InputFeature(Feature("scene", "scene", embedding_dim=4), 5),
-    InputFeature(Feature("item", "hashed", embedding_dim=8, hash_buckets=100), 100),
-    InputFeature(Feature("price", "numeric"), 0),
-]
-
-
-def _batch(n=256, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"scene": rng.integers(0, 5, (n, 1)), "item": rng.integers(0, 100, (n, 1)),
-            "price": rng.normal(size=(n, 1)).astype("float32")}
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +33,3 @@ def test_cvr_tower_learns_through_the_ctcvr_loss_alone(model):
                      tape.gradient(loss, model.trainable_variables)))
     cvr_grads = [g for n, g in grads.items() if n.startswith("cvr")]
     assert cvr_grads and all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in cvr_grads)
-
-
-def test_save_load_round_trip_gives_identical_predictions(model, tmp_path):
-    x = _batch(64, seed=3)
-    before = model.predict(x, verbose=0)
-    model.save(str(tmp_path / "m"), save_format="tf")
-    loaded = keras.models.load_model(str(tmp_path / "m"))
-    after = loaded.predict(x, verbose=0)
-    for head in before:
-        np.testing.assert_array_equal(before[head], after[head])
-
-
-def test_unknown_model_name_is_rejected():
-    with pytest.raises(ValueError, match="unknown model"):
-        build_model("nope", FEATURES, {})

@@ -1,2 +1,5 @@
 """Reusable, serialisable tf_keras layers (each has get_config and is registered)."""
 from trainer.layers.dnn import DNN  # noqa: F401
+from trainer.layers.heads import (AITMTransfer, BehaviorCalibrator, ConditionalProbability,  # noqa: F401
+                                 ProbabilityProduct)
+from trainer.layers.moe import CGC, ExpertMix, Experts, Gate  # noqa: F401

@@ -1,13 +1,36 @@
 """One module per architecture, named after its paper. ``build_model`` picks one by config name."""
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any, Dict, List
 
 from trainer.features import InputFeature
 
+MODELS = {
+    "shared_bottom": ("trainer.models.shared_bottom", "build_shared_bottom"),
+    "esmm": ("trainer.models.esmm", "build_esmm"),
+    "mmoe": ("trainer.models.mmoe", "build_mmoe"),
+    "omoe": ("trainer.models.mmoe", "build_omoe"),
+    "ple": ("trainer.models.ple", "build_ple"),
+    "aitm": ("trainer.models.aitm", "build_aitm"),
+}
+
+
+def model_params(name: str) -> List[str]:
+    module, fn = MODELS[name]
+    builder = getattr(importlib.import_module(module), fn)
+    target = getattr(importlib.import_module("trainer.models.mmoe"), "build_mmoe") if name == "omoe" else builder
+    return [p for p in inspect.signature(target).parameters if p not in ("features", "one_gate")]
+
 
 def build_model(name: str, features: List[InputFeature], params: Dict[str, Any]):
-    if name == "esmm":
-        from trainer.models.esmm import build_esmm
-        return build_esmm(features, **params)
-    raise ValueError(f"unknown model {name!r}; available: esmm")
+    """Unknown names and parameters the family does not take are errors, not silently ignored."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    accepted = model_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"model {name!r} does not take {unknown}; it takes {accepted}")
+    module, fn = MODELS[name]
+    return getattr(importlib.import_module(module), fn)(features, **params)

@@ -11,20 +11,12 @@ from typing import List, Sequence
 
 import tf_keras as keras
 
-from trainer.features import InputFeature, build_inputs, embed
-from trainer.layers import DNN
+from trainer.features import InputFeature
+from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
 
 
 def build_esmm(features: List[InputFeature], tower_dnn_hidden_units: Sequence[int] = (128, 64),
-               dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = ("ctr", "cvr"),
-               **unused) -> keras.Model:
-    if list(task_names) != ["ctr", "cvr"]:
-        raise ValueError(f"ESMM models exactly the tasks ('ctr', 'cvr'), got {task_names}")
-    inputs = build_inputs(features)
-    shared, _ = embed(features, inputs, l2=l2_embedding)
-    heads = {}
-    for task in task_names:
-        tower = DNN(tower_dnn_hidden_units, dropout=dropout, name=f"{task}_tower")(shared)
-        heads[task] = keras.layers.Dense(1, activation="sigmoid", name=task)(tower)
-    heads["ctcvr"] = keras.layers.Multiply(name="ctcvr")([heads["ctr"], heads["cvr"]])
-    return keras.Model(inputs=inputs, outputs=heads, name="esmm")
+               dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
+    tasks = check_tasks("ESMM", task_names)
+    inputs, shared = bottom(features, l2_embedding)
+    return keras.Model(inputs, esmm_heads({t: shared for t in tasks}, tower_dnn_hidden_units, dropout), name="esmm")

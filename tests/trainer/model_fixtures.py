@@ -1,0 +1,27 @@
+"""Small inputs shared by the model tests."""
+import numpy as np
+
+from schemas import Feature
+from trainer.features import InputFeature
+
+FEATURES = [
+    InputFeature(Feature("scene", "scene", embedding_dim=4), 5),
+    InputFeature(Feature("item", "hashed", embedding_dim=8, hash_buckets=100), 100),
+    InputFeature(Feature("price", "numeric"), 0),
+]
+
+SMALL = {
+    "shared_bottom": {"bottom_dnn_hidden_units": [16], "tower_dnn_hidden_units": [8]},
+    "esmm": {"tower_dnn_hidden_units": [16, 8]},
+    "mmoe": {"num_experts": 3, "expert_dnn_hidden_units": [16], "tower_dnn_hidden_units": [8]},
+    "omoe": {"num_experts": 3, "expert_dnn_hidden_units": [16], "tower_dnn_hidden_units": [8]},
+    "ple": {"num_levels": 2, "specific_expert_num": 2, "shared_expert_num": 1, "expert_dnn_hidden_units": [16],
+            "tower_dnn_hidden_units": [8]},
+    "aitm": {"tower_dnn_hidden_units": [16, 8]},
+}
+
+
+def batch(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"scene": rng.integers(0, 5, (n, 1)), "item": rng.integers(0, 100, (n, 1)),
+            "price": rng.normal(size=(n, 1)).astype("float32")}

@@ -1,0 +1,90 @@
+"""Every model of the zoo: named heads in [0, 1], ctcvr <= ctr, a lossless save/load, gradients everywhere."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tests.trainer.model_fixtures import FEATURES, SMALL, batch
+from trainer.layers import CGC, Gate
+from trainer.models import MODELS, build_model
+
+ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple"]
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def named_model(request):
+    tf.keras.utils.set_random_seed(1)
+    return request.param, build_model(request.param, FEATURES, SMALL[request.param])
+
+
+def test_heads_are_named_probabilities_and_ctcvr_never_exceeds_ctr(named_model):
+    name, model = named_model
+    out = model.predict(batch(), verbose=0)
+    assert set(out) == {"ctr", "cvr", "ctcvr"}
+    for v in out.values():
+        assert v.shape == (256, 1) and np.all(np.isfinite(v)) and np.all((v >= 0) & (v <= 1))
+    assert np.all(out["ctcvr"] <= out["ctr"] + 1e-7)
+    if name in ESMM_STYLE:
+        np.testing.assert_allclose(out["ctcvr"], out["ctr"] * out["cvr"], rtol=1e-6)
+    else:  # AITM predicts ctcvr; cvr is the conditional probability
+        np.testing.assert_allclose(out["cvr"] * out["ctr"], out["ctcvr"], rtol=1e-4, atol=1e-7)
+
+
+def test_entire_space_losses_reach_every_trainable_variable(named_model):
+    _, model = named_model
+    x = batch(512, seed=2)
+    rng = np.random.default_rng(5)
+    click = rng.integers(0, 2, (512, 1)).astype("float32")
+    conv = click * rng.integers(0, 2, (512, 1)).astype("float32")
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)
+        loss = (keras.losses.binary_crossentropy(click, out["ctr"]) +
+                keras.losses.binary_crossentropy(conv, out["ctcvr"]))
+        loss = tf.reduce_mean(loss) + tf.add_n(model.losses or [tf.constant(0.0)])
+    grads = tape.gradient(loss, model.trainable_variables)
+    dead = [v.name for v, g in zip(model.trainable_variables, grads)
+            if g is None or float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(g)))) == 0.0]
+    assert not dead, f"no gradient reaches {dead}"
+
+
+def test_save_load_round_trip_serves_identical_predictions_without_custom_code(named_model, tmp_path):
+    _, model = named_model
+    x = batch(64, seed=3)
+    before = model.predict(x, verbose=0)
+    model.save(str(tmp_path / "m"), save_format="tf")
+    after = keras.models.load_model(str(tmp_path / "m")).predict(x, verbose=0)
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in x.items()})
+    for head in ("ctr", "cvr", "ctcvr"):
+        np.testing.assert_array_equal(before[head], after[head])
+        np.testing.assert_allclose(before[head], served[head].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("gate_name", ["gate_ctr", "gate_cvr"])
+def test_mmoe_gates_are_distributions_over_experts(gate_name):
+    tf.keras.utils.set_random_seed(1)
+    model = build_model("mmoe", FEATURES, SMALL["mmoe"])
+    gates = keras.Model(model.inputs, model.get_layer(gate_name).output).predict(batch(), verbose=0)
+    assert gates.shape == (256, 3) and np.all(gates > 0)
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_omoe_has_one_gate_shared_by_both_tasks():
+    model = build_model("omoe", FEATURES, SMALL["omoe"])
+    assert [layer.name for layer in model.layers if isinstance(layer, Gate)] == ["gate"]
+
+
+def test_cgc_task_and_shared_gates_are_distributions():
+    cgc = CGC(num_tasks=2, specific_expert_num=2, shared_expert_num=1, expert_dnn_hidden_units=[8])
+    x = tf.random.normal((32, 5))
+    outputs, gates = cgc([x, x, x], return_gates=True)
+    assert len(outputs) == 3 and [g.shape[-1] for g in gates] == [3, 3, 5]
+    for g in gates:
+        np.testing.assert_allclose(g.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unknown_model_and_unknown_parameter_are_rejected():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("nope", FEATURES, {})
+    with pytest.raises(ValueError, match="does not take \\['num_experts'\\]"):
+        build_model("esmm", FEATURES, {"num_experts": 4})

@@ -1,0 +1,24 @@
+"""Shared-Bottom (hard parameter sharing, Caruana 1997): one shared DNN, one tower per task.
+
+The baseline the MMoE paper compares against; heads as every model here
+(ctcvr = ctr x cvr, trained on the entire impression space).
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import tf_keras as keras
+
+from trainer.features import InputFeature
+from trainer.layers import DNN
+from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+
+
+def build_shared_bottom(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
+                        tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
+                        l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
+    tasks = check_tasks("Shared-Bottom", task_names)
+    inputs, shared = bottom(features, l2_embedding)
+    x = DNN(bottom_dnn_hidden_units, dropout=dropout, name="shared_bottom")(shared)
+    return keras.Model(inputs, esmm_heads({t: x for t in tasks}, tower_dnn_hidden_units, dropout),
+                       name="shared_bottom")
