@@ -20,6 +20,7 @@ import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH, load_feature_spec  # noqa: E402
+from trainer.balancing import MultiTaskModel  # noqa: E402
 from trainer.features import input_features, raw_input_spec  # noqa: E402
 from trainer.input_fn import make_dataset  # noqa: E402
 from trainer.models import build_model  # noqa: E402
@@ -80,14 +81,14 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     eval_ds = make_dataset(eval_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=False)
 
     model = build_model(config["model"], features, dict(config.get("model_params") or {}))
-    model.compile(
-        optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
-        loss={h: keras.losses.BinaryCrossentropy() for h in loss_weights},
-        loss_weights=loss_weights,
-        metrics={h: [keras.metrics.AUC(name="auc")] for h in loss_weights},
-    )
+    balancing = dict(config.get("loss_balancing") or {})
+    trainable = MultiTaskModel(model, loss_weights, method=balancing.get("method", "fixed"),
+                               gradnorm_alpha=float(balancing.get("gradnorm_alpha", 1.5)),
+                               weight_learning_rate=float(balancing.get("weight_learning_rate", 0.025)))
+    trainable.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
+                      metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
     t0 = time.time()
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
+    history = trainable.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
                         callbacks=[_Progress()])
     elapsed = time.time() - t0
     export_serving_model(model, tft_output, tft_layer, spec, serving_model_dir)

@@ -1,0 +1,134 @@
+"""Multi-task loss balancing: fixed weights, uncertainty weighting, GradNorm.
+
+Why a wrapper model with its own ``train_step``: uncertainty weighting learns
+extra variables that are not part of the served model, and GradNorm needs each
+task's gradient separately, which Keras' compiled loss never exposes. The
+wrapper trains the functional model it holds; the Trainer exports that inner
+model, so nothing here is needed at serving time.
+
+- ``fixed``: sum_i w_i L_i with the configured ``loss_weights``.
+- ``uncertainty`` (Kendall, Gal & Cipolla, CVPR 2018): sum_i exp(-s_i) L_i + s_i / 2
+  with learned s_i = log sigma_i^2 (the classification form, 1/sigma^2 L + log sigma).
+  At the optimum exp(-s_i) = 1 / (2 L_i): noisier tasks get smaller weights.
+- ``gradnorm`` (Chen et al., ICML 2018): weights w_i (summing to the number of
+  tasks) move so that each task's gradient norm on the shared parameters,
+  G_i = ||grad_W w_i L_i||, approaches mean(G) * r_i^alpha, where
+  r_i = (L_i / L_i(0)) / mean_j(L_j / L_j(0)) is its relative inverse training
+  rate. The gradient of sum_i |G_i - target_i| w.r.t. w_i (targets held
+  constant) is sign(G_i - target_i) * ||grad_W L_i||, applied with plain SGD.
+  "Shared parameters" are the dense variables every task loss reaches (the
+  paper uses the last shared layer; here every such layer, since models differ
+  in which layers they share); embeddings count only if nothing dense is shared.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+import tf_keras as keras
+
+METHODS = ("fixed", "uncertainty", "gradnorm")
+
+
+class MultiTaskModel(keras.Model):
+
+    def __init__(self, model: keras.Model, loss_weights: Dict[str, float], method: str = "fixed",
+                 gradnorm_alpha: float = 1.5, weight_learning_rate: float = 0.025, **kwargs):
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ValueError(f"loss_balancing.method must be one of {METHODS}, got {method!r}")
+        missing = set(loss_weights) - set(model.output_names)
+        if missing:
+            raise ValueError(f"loss_weights name heads {sorted(missing)} the model does not output "
+                             f"({sorted(model.output_names)})")
+        self.model = model
+        self.heads: List[str] = list(loss_weights)
+        self.method = method
+        self.gradnorm_alpha = float(gradnorm_alpha)
+        self.weight_learning_rate = float(weight_learning_rate)
+        self._bce = keras.losses.BinaryCrossentropy()
+        n = len(self.heads)
+        initial = tf.constant([float(loss_weights[h]) for h in self.heads])
+        if method == "gradnorm":
+            initial = initial * n / tf.reduce_sum(initial)
+        self.task_weights = tf.Variable(initial, trainable=False, name="task_weights")
+        self.log_vars: Optional[tf.Variable] = None
+        if method == "uncertainty":
+            self.log_vars = tf.Variable(tf.zeros([n]), trainable=True, name="log_vars")
+        self.initial_losses = tf.Variable(tf.zeros([n]), trainable=False, name="initial_losses")
+        self._has_initial = tf.Variable(False, trainable=False, name="has_initial_losses")
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=training)
+
+    def _task_losses(self, y, out, sample_weight=None) -> List[tf.Tensor]:
+        return [self._bce(y[h], out[h], sample_weight=sample_weight) for h in self.heads]
+
+    def _combine(self, losses: tf.Tensor) -> tf.Tensor:
+        if self.method == "uncertainty":
+            return tf.reduce_sum(tf.exp(-self.log_vars) * losses + 0.5 * self.log_vars)
+        return tf.reduce_sum(self.task_weights * losses)
+
+    def effective_weights(self) -> tf.Tensor:
+        return tf.exp(-self.log_vars) if self.method == "uncertainty" else tf.identity(self.task_weights)
+
+    def _logs(self, total, losses, y, out) -> Dict[str, tf.Tensor]:
+        self.compiled_metrics.update_state({h: y[h] for h in self.heads}, {h: out[h] for h in self.heads})
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["loss"] = total
+        weights = self.effective_weights()
+        for i, h in enumerate(self.heads):
+            logs[f"{h}_loss"] = losses[i]
+            logs[f"{h}_weight"] = weights[i]
+        return logs
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        sw = data[2] if len(data) > 2 else None
+        model_vars = self.model.trainable_variables
+        with tf.GradientTape(persistent=self.method == "gradnorm") as tape:
+            out = self.model(x, training=True)
+            task_losses = self._task_losses(y, out, sw)  # per task, recorded on the tape for GradNorm
+            losses = tf.stack(task_losses)
+            reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
+            total = self._combine(losses) + reg
+        extra = [self.log_vars] if self.log_vars is not None else []
+        grads = tape.gradient(total, model_vars + extra)
+        if self.method == "gradnorm":
+            self._gradnorm_update(tape, task_losses, model_vars)
+            del tape
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, model_vars + extra) if g is not None])
+        return self._logs(total, losses, y, out)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        sw = data[2] if len(data) > 2 else None
+        out = self.model(x, training=False)
+        losses = tf.stack(self._task_losses(y, out, sw))
+        reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
+        return self._logs(self._combine(losses) + reg, losses, y, out)
+
+    def _shared_variables(self, per_task: List[List[Optional[tf.Tensor]]], variables) -> List[int]:
+        """Indices of variables every task's loss reaches (decided at trace time: None is static)."""
+        reached = [i for i in range(len(variables)) if all(g[i] is not None for g in per_task)]
+        dense = [i for i in reached if not isinstance(per_task[0][i], tf.IndexedSlices)]
+        if not reached:
+            raise ValueError("gradnorm: no parameter is shared by all task losses")
+        return dense or reached
+
+    def _gradnorm_update(self, tape, task_losses: List[tf.Tensor], variables) -> None:
+        per_task = [tape.gradient(loss, variables) for loss in task_losses]
+        losses = tf.stack(task_losses)
+        shared = self._shared_variables(per_task, variables)
+        norms = tf.stack([tf.linalg.global_norm([tf.convert_to_tensor(g[i]) for i in shared]) for g in per_task])
+        self.initial_losses.assign(tf.where(self._has_initial, self.initial_losses, losses))
+        self._has_initial.assign(True)
+        w = self.task_weights
+        g_norm = w * norms
+        ratio = losses / tf.maximum(self.initial_losses, 1e-12)
+        rate = ratio / tf.reduce_mean(ratio)
+        target = tf.stop_gradient(tf.reduce_mean(g_norm) * tf.pow(rate, self.gradnorm_alpha))
+        grad_w = tf.sign(g_norm - target) * norms
+        new = tf.maximum(w - self.weight_learning_rate * grad_w, 1e-3)
+        self.task_weights.assign(new * len(self.heads) / tf.reduce_sum(new))
