@@ -1,0 +1,296 @@
+"""Model-zoo quality on generated logs with known truth: AUC per head per scene next to the oracle.
+
+    python -m benchmarks.model_quality --impressions 200000 --seeds 3 --out benchmarks/results
+
+For one generated day the real pipeline runs up to Transform (join,
+validation, vocabularies). Then every model of the zoo is trained with the
+Trainer's own ``train()`` (same input pipeline, same export) for each seed,
+and the exported SavedModel scores the eval split through ``serving_default``.
+
+AUCs, mean ± std over seeds, overall and per scene:
+- ctr: against click, all eval impressions;
+- cvr (clicked): against conversion, clicked eval impressions (what can be observed);
+- cvr (entire space): against a counterfactual conversion drawn from the true
+  pCVR for *every* impression (only a simulator can give this label);
+- ctcvr: against conversion, all eval impressions.
+The oracle row scores the same labels with the generator's true probabilities.
+
+Two published findings are tested and printed:
+(a) ESMM paper: ESMM's CVR beats BASE, a CVR model trained on clicked
+    impressions only, most clearly over the entire space.
+(b) MMoE paper: MMoE's advantage over Shared-Bottom grows when the tasks are
+    less correlated (``--low-correlation``, generator ``task_correlation``).
+Writes ``model_quality.md`` and ``model_quality.png`` to ``--out``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime as dt  # noqa: E402
+import glob  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DAY = dt.date(2026, 11, 20)
+MODEL_PARAMS = {
+    "shared_bottom": {"bottom_dnn_hidden_units": [128, 64], "tower_dnn_hidden_units": [64]},
+    "esmm": {"tower_dnn_hidden_units": [128, 64]},
+    "mmoe": {"num_experts": 4, "expert_dnn_hidden_units": [128], "tower_dnn_hidden_units": [64]},
+    "omoe": {"num_experts": 4, "expert_dnn_hidden_units": [128], "tower_dnn_hidden_units": [64]},
+    "ple": {"num_levels": 2, "specific_expert_num": 1, "shared_expert_num": 2, "expert_dnn_hidden_units": [128],
+            "tower_dnn_hidden_units": [64]},
+    "aitm": {"tower_dnn_hidden_units": [128, 64]},
+}
+HEADS = ("ctr", "cvr_clicked", "cvr_entire", "ctcvr")
+
+
+@dataclasses.dataclass
+class Prepared:
+    home: str
+    train_files: List[str]
+    eval_files: List[str]
+    transform_dir: str
+    eval_frame: pd.DataFrame  # impression_id, scene, click, conversion, p_ctr, p_cvr, p_ctcvr, cf_conversion
+
+
+def prepare(work: str, rho: float, impressions: int) -> Prepared:
+    """Generate a day with task correlation rho and run the pipeline up to Transform."""
+    from tfx import v1 as tfx
+
+    from loggen import write_days
+    from loggen.world import WorldConfig
+    from pipeline_components.config import load_config
+    from pipeline_components.pipeline import create_components
+
+    home = os.path.join(work, f"rho_{rho:+.1f}")
+    config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
+    root = config.pipeline_root
+    if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
+        write_days(config.logs_root, config.truth_root, DAY, 1, impressions,
+                   world_config=WorldConfig(task_correlation=rho), progress=None)
+        components = create_components(config, DAY.isoformat())
+        upto = components[: [c.id for c in components].index("Transform") + 1]
+        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+            pipeline_name="model_quality", pipeline_root=root, components=upto,
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                config.metadata_path), beam_pipeline_args=config.beam_pipeline_args))
+    [examples] = glob.glob(os.path.join(root, "LogJoinExampleGen", "examples", "*"))
+    [transform_dir] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+    eval_files = sorted(glob.glob(os.path.join(examples, "Split-eval", "*")))
+    frame = _eval_frame(eval_files, config.truth_root)
+    return Prepared(home, [os.path.join(examples, "Split-train", "*")], eval_files, transform_dir, frame)
+
+
+def _eval_frame(eval_files: List[str], truth_root: str) -> pd.DataFrame:
+    import tensorflow as tf
+    spec = {"impression_id": tf.io.FixedLenFeature([], tf.string), "scene": tf.io.FixedLenFeature([], tf.string),
+            "click": tf.io.FixedLenFeature([], tf.int64), "conversion": tf.io.FixedLenFeature([], tf.int64)}
+    cols: Dict[str, list] = {k: [] for k in spec}
+    for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
+        parsed = tf.io.parse_example(batch, spec)
+        for k in spec:
+            v = parsed[k].numpy()
+            cols[k].extend(x.decode() for x in v) if v.dtype == object else cols[k].extend(v.tolist())
+    frame = pd.DataFrame(cols)
+    truth = pd.read_parquet(os.path.join(truth_root, f"date={DAY:%Y-%m-%d}"))[
+        ["impression_id", "p_ctr", "p_cvr", "p_ctcvr"]]
+    frame = frame.merge(truth, on="impression_id", how="left", validate="one_to_one")
+    if frame["p_ctr"].isna().any():
+        raise RuntimeError("some eval impressions have no ground truth")
+    rng = np.random.default_rng(12345)  # the same counterfactual labels for every model
+    frame["cf_conversion"] = (rng.random(len(frame)) < frame["p_cvr"].to_numpy()).astype(int)
+    return frame
+
+
+def score(model_dir: str, eval_files: List[str]) -> Dict[str, np.ndarray]:
+    import tensorflow as tf
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    out: Dict[str, list] = {"ctr": [], "cvr": [], "ctcvr": []}
+    for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
+        pred = serve(examples=batch)
+        for k in out:
+            out[k].append(pred[k].numpy().ravel())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def aucs(frame: pd.DataFrame, pred: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
+    """slice -> head -> AUC, for slices overall and each scene."""
+    from sklearn.metrics import roc_auc_score
+    result: Dict[str, Dict[str, float]] = {}
+    for name, mask in [("overall", np.ones(len(frame), bool))] + [
+            (s, (frame["scene"] == s).to_numpy()) for s in sorted(frame["scene"].unique())]:
+        f = frame[mask]
+        clicked = (f["click"] == 1).to_numpy()
+        cases = {"ctr": (f["click"], pred["ctr"][mask]),
+                 "cvr_clicked": (f["conversion"][clicked], pred["cvr"][mask][clicked]),
+                 "cvr_entire": (f["cf_conversion"], pred["cvr"][mask]),
+                 "ctcvr": (f["conversion"], pred["ctcvr"][mask])}
+        result[name] = {h: (float(roc_auc_score(y, p)) if 0 < np.mean(y) < 1 else float("nan"))
+                        for h, (y, p) in cases.items()}
+    return result
+
+
+def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
+    return aucs(frame, {"ctr": frame["p_ctr"].to_numpy(), "cvr": frame["p_cvr"].to_numpy(),
+                        "ctcvr": frame["p_ctcvr"].to_numpy()})
+
+
+def trainer_config(model: str, seed: int, epochs: int) -> dict:
+    from pipeline_components.config import load_config
+    config = load_config()
+    return dict(config.trainer, model=model, model_params=MODEL_PARAMS[model], seed=seed, epochs=epochs,
+                heads=config.heads, feature_spec_path=config.feature_spec_path)
+
+
+def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:
+    from trainer.run import train
+    out = os.path.join(prep.home, "models", f"{model}_seed{seed}")
+    if not os.path.exists(os.path.join(out, "saved_model.pb")):
+        train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, trainer_config(model, seed, epochs))
+    return aucs(prep.eval_frame, score(out, prep.eval_files))
+
+
+def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:
+    """BASE (ESMM paper): the same network's CVR head trained on clicked impressions only."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras as keras
+
+    from schemas import load_feature_spec
+    from trainer.balancing import MultiTaskModel
+    from trainer.features import input_features, raw_input_spec
+    from trainer.input_fn import make_dataset
+    from trainer.models import build_model
+    from trainer.run import export_serving_model
+
+    cfg = trainer_config("esmm", seed, epochs)
+    out = os.path.join(prep.home, "models", f"base_cvr_seed{seed}")
+    if not os.path.exists(os.path.join(out, "saved_model.pb")):
+        tf.keras.utils.set_random_seed(seed)
+        spec = load_feature_spec(cfg["feature_spec_path"])
+        tft_out = tft.TFTransformOutput(prep.transform_dir)
+        features = input_features(spec, tft_out)
+        raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
+        layer = tft_out.transform_features_layer()
+        names = [f.feature.name for f in features]
+        ds = make_dataset(prep.train_files, raw_inputs, raw_extra, layer, names,
+                          {"cvr": "conversion", "ctr": "click"}, int(cfg["batch_size"]), shuffle=True, seed=seed,
+                          shuffle_buffer=int(cfg["shuffle_buffer"]))
+
+        def clicked_only(x, y):
+            mask = tf.reshape(y["ctr"] > 0, [-1])
+            return ({k: tf.boolean_mask(v, mask) for k, v in x.items()},
+                    {"cvr": tf.boolean_mask(y["cvr"], mask)})
+        model = build_model("esmm", features, MODEL_PARAMS["esmm"])
+        trainable = MultiTaskModel(model, {"cvr": 1.0})
+        trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
+        trainable.fit(ds.map(clicked_only), epochs=epochs, verbose=0)
+        export_serving_model(model, tft_out, layer, spec, out)
+    return aucs(prep.eval_frame, score(out, prep.eval_files))
+
+
+def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, tuple]]:
+    return {s: {h: (float(np.nanmean([r[s][h] for r in runs])), float(np.nanstd([r[s][h] for r in runs])))
+                for h in HEADS} for s in runs[0]}
+
+
+def table(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| model | slice | " + " | ".join(f"{h} AUC" for h in HEADS) + " |",
+             "|---|---|" + "---|" * len(HEADS)]
+    for s in orc:
+        lines.append(f"| **oracle** | {s} | " + " | ".join(f"{orc[s][h]:.4f}" for h in HEADS) + " |")
+        for model, summary in results.items():
+            lines.append(f"| {model} | {s} | " + " | ".join(
+                f"{summary[s][h][0]:.4f} ± {summary[s][h][1]:.4f}" for h in HEADS) + " |")
+    return "\n".join(lines)
+
+
+def chart(results, orc, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    slices = list(orc)
+    fig, axes = plt.subplots(1, len(HEADS), figsize=(5 * len(HEADS), 4.5), sharey=False)
+    width = 0.8 / (len(results) + 1)
+    for ax, head in zip(axes, HEADS):
+        x = np.arange(len(slices))
+        ax.bar(x, [orc[s][head] for s in slices], width, label="oracle", color="black", alpha=0.3)
+        for i, (model, summary) in enumerate(results.items(), start=1):
+            ax.bar(x + i * width, [summary[s][head][0] for s in slices], width,
+                   yerr=[summary[s][head][1] for s in slices], label=model)
+        ax.set_xticks(x + width * len(results) / 2)
+        ax.set_xticklabels(slices, rotation=30, ha="right")
+        ax.set_ylim(0.5, 1.0)
+        ax.set_title(f"{head} AUC")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--impressions", type=int, default=200_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--base-epochs", type=int, default=10, help="BASE sees only clicked impressions")
+    ap.add_argument("--correlation", type=float, default=0.6, help="generator task_correlation (default world)")
+    ap.add_argument("--low-correlation", type=float, default=-0.3)
+    ap.add_argument("--models", nargs="+", default=list(MODEL_PARAMS))
+    ap.add_argument("--workdir", default="/tmp/model-quality")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    seeds = list(range(args.seeds))
+
+    prep = prepare(args.workdir, args.correlation, args.impressions)
+    orc = oracle(prep.eval_frame)
+    results = {}
+    for model in args.models:
+        results[model] = summarise([train_zoo_model(prep, model, s, args.epochs) for s in seeds])
+        print(f"[quality] {model}: overall {results[model]['overall']}", flush=True)
+    base = summarise([train_base_cvr(prep, s, args.base_epochs) for s in seeds])
+
+    low = prepare(args.workdir, args.low_correlation, args.impressions)
+    low_results = {m: summarise([train_zoo_model(low, m, s, args.epochs) for s in seeds])
+                   for m in ("shared_bottom", "mmoe")}
+
+    md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",
+          f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.impressions:,} impressions, "
+          f"{len(prep.eval_frame):,} eval impressions; {args.epochs} epochs; seeds {seeds}; "
+          f"`python -m benchmarks.model_quality --impressions {args.impressions} --seeds {args.seeds}`", "",
+          table(results, orc), "",
+          "## (a) ESMM vs BASE (CVR trained on clicked impressions only)", "",
+          "| model | cvr AUC, clicked | cvr AUC, entire space (counterfactual labels) |", "|---|---|---|"]
+    for name, summary in (("BASE", base), ("ESMM", results.get("esmm", base)), ("oracle", None)):
+        if summary is None:
+            md.append(f"| oracle | {orc['overall']['cvr_clicked']:.4f} | {orc['overall']['cvr_entire']:.4f} |")
+        else:
+            o = summary["overall"]
+            md.append(f"| {name} | {o['cvr_clicked'][0]:.4f} ± {o['cvr_clicked'][1]:.4f} | "
+                      f"{o['cvr_entire'][0]:.4f} ± {o['cvr_entire'][1]:.4f} |")
+    md += ["", "## (b) MMoE minus Shared-Bottom, overall AUC, by task correlation", "",
+           "| task_correlation | ctr | cvr (clicked) | cvr (entire) | ctcvr |", "|---|---|---|---|---|"]
+    for rho, res in ((args.correlation, results), (args.low_correlation, low_results)):
+        md.append(f"| {rho:+.1f} | " + " | ".join(
+            f"{res['mmoe']['overall'][h][0] - res['shared_bottom']['overall'][h][0]:+.4f}" for h in HEADS) + " |")
+    md += ["", f"total time {time.time() - t0:.0f}s"]
+    text = "\n".join(md)
+    with open(os.path.join(args.out, "model_quality.md"), "w") as fh:
+        fh.write(text + "\n")
+    chart(results, orc, os.path.join(args.out, "model_quality.png"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
