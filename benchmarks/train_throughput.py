@@ -1,0 +1,102 @@
+"""Training throughput per model at batch 1024, and the input pipeline's overhead.
+
+    python -m benchmarks.train_throughput --impressions 200000 --steps 100
+
+For each model of the zoo, two timed runs of ``--steps`` training steps after a
+warm-up (graph tracing and the first fill of the shuffle buffer excluded):
+- trainer: the Trainer's own input pipeline (gzip TFRecords -> shuffle ->
+  parse -> Transform graph) feeding ``MultiTaskModel.fit``;
+- in memory: the same model stepping on tensors already transformed and held
+  in memory.
+Overhead = 1 - trainer / in-memory examples/s. Uses the day prepared by
+``benchmarks.model_quality`` (same --workdir) or prepares one.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+from benchmarks.model_quality import MODEL_PARAMS, prepare, trainer_config  # noqa: E402
+
+
+class _StepClock:
+    """Times steps WARMUP..WARMUP+steps of one fit: tracing and the shuffle buffer's first fill
+    (200k examples read before the first batch) happen before the clock starts."""
+
+    WARMUP = 5
+
+    def __init__(self):
+        import tf_keras as keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(cb, batch, logs=None):
+                if batch + 1 == self.WARMUP:
+                    self.start = time.time()
+                self.end = time.time()
+        self.callback = Callback()
+        self.start = self.end = 0.0
+
+
+def _fit_rate(model, dataset, steps: int, batch: int) -> float:
+    clock = _StepClock()
+    model.fit(dataset, steps_per_epoch=clock.WARMUP + steps, epochs=1, verbose=0, callbacks=[clock.callback])
+    return steps * batch / (clock.end - clock.start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--impressions", type=int, default=200_000)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--models", nargs="+", default=list(MODEL_PARAMS))
+    ap.add_argument("--workdir", default="/tmp/model-quality")
+    args = ap.parse_args()
+
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras as keras
+
+    from schemas import load_feature_spec
+    from trainer.balancing import MultiTaskModel
+    from trainer.features import input_features, raw_input_spec
+    from trainer.input_fn import make_dataset
+    from trainer.models import build_model
+
+    prep = prepare(args.workdir, 0.6, args.impressions)
+    cfg = trainer_config("esmm", 0, 1)
+    batch = int(cfg["batch_size"])
+    spec = load_feature_spec(cfg["feature_spec_path"])
+    tft_out = tft.TFTransformOutput(prep.transform_dir)
+    features = input_features(spec, tft_out)
+    raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
+    layer = tft_out.transform_features_layer()
+    names = [f.feature.name for f in features]
+    labels = {h: cfg["heads"][h]["label"] for h in cfg["loss_weights"]}
+    files_ds = make_dataset(prep.train_files, raw_inputs, raw_extra, layer, names, labels, batch, shuffle=True,
+                            repeat=True, shuffle_buffer=int(cfg["shuffle_buffer"]))
+    # 50 transformed batches held in memory; from_tensor_slices over the stacked batches yields them one by one.
+    stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *list(files_ds.take(50)))
+    memory_ds = tf.data.Dataset.from_tensor_slices(stacked).repeat()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; batch {batch}; {args.steps} timed steps")
+    print("| model | parameters | trainer examples/s | in-memory examples/s | input overhead |")
+    print("|---|---|---|---|---|")
+    for name in args.models:
+        rates = []
+        for ds in (files_ds, memory_ds):
+            tf.keras.utils.set_random_seed(0)
+            model = build_model(name, features, MODEL_PARAMS[name])
+            trainable = MultiTaskModel(model, cfg["loss_weights"])
+            trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
+            rates.append(_fit_rate(trainable, ds, args.steps, batch))
+        print(f"| {name} | {model.count_params():,} | {rates[0]:,.0f} | {rates[1]:,.0f} | "
+              f"{1 - rates[0] / rates[1]:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
