@@ -100,7 +100,7 @@ def _eval_frame(eval_files: List[str], truth_root: str) -> pd.DataFrame:
         parsed = tf.io.parse_example(batch, spec)
         for k in spec:
             v = parsed[k].numpy()
-            cols[k].extend(x.decode() for x in v) if v.dtype == object else cols[k].extend(v.tolist())
+            cols[k].extend([x.decode() for x in v] if v.dtype == object else v.tolist())
     frame = pd.DataFrame(cols)
     truth = pd.read_parquet(os.path.join(truth_root, f"date={DAY:%Y-%m-%d}"))[
         ["impression_id", "p_ctr", "p_cvr", "p_ctcvr"]]
