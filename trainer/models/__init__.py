@@ -20,8 +20,7 @@ MODELS = {
 def model_params(name: str) -> List[str]:
     module, fn = MODELS[name]
     builder = getattr(importlib.import_module(module), fn)
-    target = getattr(importlib.import_module("trainer.models.mmoe"), "build_mmoe") if name == "omoe" else builder
-    return [p for p in inspect.signature(target).parameters if p not in ("features", "one_gate")]
+    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")]
 
 
 def build_model(name: str, features: List[InputFeature], params: Dict[str, Any]):

@@ -7,6 +7,7 @@ can be read off the model.
 """
 from __future__ import annotations
 
+import functools
 from typing import List, Sequence
 
 import tf_keras as keras
@@ -35,5 +36,4 @@ def build_mmoe(features: List[InputFeature], num_experts: int = 4, expert_dnn_hi
                        name="omoe" if one_gate else "mmoe")
 
 
-def build_omoe(features: List[InputFeature], **params) -> keras.Model:
-    return build_mmoe(features, one_gate=True, **params)
+build_omoe = functools.partial(build_mmoe, one_gate=True)
