@@ -69,7 +69,7 @@ def prepare(work: str, rho: float, impressions: int) -> Prepared:
     from loggen import write_days
     from loggen.world import WorldConfig
     from pipeline_components.config import load_config
-    from pipeline_components.pipeline import create_components
+    from pipeline_components.pipeline import create_pipeline
 
     home = os.path.join(work, f"rho_{rho:+.1f}")
     config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
@@ -77,13 +77,7 @@ def prepare(work: str, rho: float, impressions: int) -> Prepared:
     if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
         write_days(config.logs_root, config.truth_root, DAY, 1, impressions,
                    world_config=WorldConfig(task_correlation=rho), progress=None)
-        components = create_components(config, DAY.isoformat())
-        upto = components[: [c.id for c in components].index("Transform") + 1]
-        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-            pipeline_name="model_quality", pipeline_root=root, components=upto,
-            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-                config.metadata_path), beam_pipeline_args=config.beam_pipeline_args))
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat(), until="Transform"))
     [examples] = glob.glob(os.path.join(root, "LogJoinExampleGen", "examples", "*"))
     [transform_dir] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
     eval_files = sorted(glob.glob(os.path.join(examples, "Split-eval", "*")))
@@ -163,13 +157,10 @@ def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int) -> Dict[
 def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:
     """BASE (ESMM paper): the same network's CVR head trained on clicked impressions only."""
     import tensorflow as tf
-    import tensorflow_transform as tft
     import tf_keras as keras
 
-    from schemas import load_feature_spec
     from trainer.balancing import MultiTaskModel
-    from trainer.features import input_features, raw_input_spec
-    from trainer.input_fn import make_dataset
+    from trainer.input_fn import training_inputs
     from trainer.models import build_model
     from trainer.run import export_serving_model
 
@@ -177,25 +168,19 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
     out = os.path.join(prep.home, "models", f"base_cvr_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
         tf.keras.utils.set_random_seed(seed)
-        spec = load_feature_spec(cfg["feature_spec_path"])
-        tft_out = tft.TFTransformOutput(prep.transform_dir)
-        features = input_features(spec, tft_out)
-        raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
-        layer = tft_out.transform_features_layer()
-        names = [f.feature.name for f in features]
-        ds = make_dataset(prep.train_files, raw_inputs, raw_extra, layer, names,
-                          {"cvr": "conversion", "ctr": "click"}, int(cfg["batch_size"]), shuffle=True, seed=seed,
-                          shuffle_buffer=int(cfg["shuffle_buffer"]))
+        inputs = training_inputs(cfg["feature_spec_path"], prep.transform_dir)
+        ds = inputs.dataset(prep.train_files, {"cvr": "conversion", "ctr": "click"}, int(cfg["batch_size"]),
+                            shuffle=True, seed=seed, shuffle_buffer=int(cfg["shuffle_buffer"]))
 
         def clicked_only(x, y):
             mask = tf.reshape(y["ctr"] > 0, [-1])
             return ({k: tf.boolean_mask(v, mask) for k, v in x.items()},
                     {"cvr": tf.boolean_mask(y["cvr"], mask)})
-        model = build_model("esmm", features, MODEL_PARAMS["esmm"])
+        model = build_model("esmm", inputs.features, MODEL_PARAMS["esmm"])
         trainable = MultiTaskModel(model, {"cvr": 1.0})
         trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
         trainable.fit(ds.map(clicked_only), epochs=epochs, verbose=0)
-        export_serving_model(model, tft_out, layer, spec, out)
+        export_serving_model(model, inputs, out)
     return aucs(prep.eval_frame, score(out, prep.eval_files))
 
 

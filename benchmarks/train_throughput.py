@@ -58,27 +58,19 @@ def main() -> None:
     args = ap.parse_args()
 
     import tensorflow as tf
-    import tensorflow_transform as tft
     import tf_keras as keras
 
-    from schemas import load_feature_spec
     from trainer.balancing import MultiTaskModel
-    from trainer.features import input_features, raw_input_spec
-    from trainer.input_fn import make_dataset
+    from trainer.input_fn import training_inputs
     from trainer.models import build_model
 
     prep = prepare(args.workdir, 0.6, args.impressions)
     cfg = trainer_config("esmm", 0, 1)
     batch = int(cfg["batch_size"])
-    spec = load_feature_spec(cfg["feature_spec_path"])
-    tft_out = tft.TFTransformOutput(prep.transform_dir)
-    features = input_features(spec, tft_out)
-    raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
-    layer = tft_out.transform_features_layer()
-    names = [f.feature.name for f in features]
+    inputs = training_inputs(cfg["feature_spec_path"], prep.transform_dir)
     labels = {h: cfg["heads"][h]["label"] for h in cfg["loss_weights"]}
-    files_ds = make_dataset(prep.train_files, raw_inputs, raw_extra, layer, names, labels, batch, shuffle=True,
-                            repeat=True, shuffle_buffer=int(cfg["shuffle_buffer"]))
+    files_ds = inputs.dataset(prep.train_files, labels, batch, shuffle=True, repeat=True,
+                              shuffle_buffer=int(cfg["shuffle_buffer"]))
     # 50 transformed batches held in memory; from_tensor_slices over the stacked batches yields them one by one.
     stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *list(files_ds.take(50)))
     memory_ds = tf.data.Dataset.from_tensor_slices(stacked).repeat()
@@ -90,7 +82,7 @@ def main() -> None:
         rates = []
         for ds in (files_ds, memory_ds):
             tf.keras.utils.set_random_seed(0)
-            model = build_model(name, features, MODEL_PARAMS[name])
+            model = build_model(name, inputs.features, MODEL_PARAMS[name])
             trainable = MultiTaskModel(model, cfg["loss_weights"])
             trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
             rates.append(_fit_rate(trainable, ds, args.steps, batch))

@@ -31,22 +31,15 @@ def transform_seconds(home: str, logs_root: str, days: int, window: int, cache: 
 
     from benchmarks.stage_times import stage_times
     from pipeline_components.config import load_config
-    from pipeline_components.pipeline import create_components
+    from pipeline_components.pipeline import create_pipeline
 
     config = load_config(home=home, overrides={
         "paths": {"logs": logs_root},
         "training_window": {"num_spans": window, "analyzer_cache": cache}})
     for i in range(days):
         date = START + dt.timedelta(days=i)
-        components = create_components(config, date.isoformat())
-        upto = components[: [c.id for c in components].index("Transform") + 1]
         t0 = time.time()
-        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-            pipeline_name="transform_cache", pipeline_root=config.pipeline_root, components=upto,
-            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-                config.metadata_path),
-            beam_pipeline_args=config.beam_pipeline_args))
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, date.isoformat(), until="Transform"))
         print(f"[{'cache' if cache else 'no cache'}] {date}: run up to Transform in {time.time() - t0:.1f}s",
               flush=True)
     return [s for run in stage_times(config.metadata_path) for name, s in run if name == "Transform"]

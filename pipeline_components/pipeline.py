@@ -40,7 +40,10 @@ def run_date_template(run_date: Union[str, data_types.RuntimeParameter]) -> str:
     return '{{ dag_run.conf.get("%s", %s) }}' % (run_date.name, default)
 
 
-def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> List[Any]:
+def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
+                      until: Optional[str] = None) -> List[Any]:
+    """All components in order, or those up to and including the component with id ``until``
+    (benchmarks and tests that stop at Transform or the Trainer)."""
     join = config.log_join
     example_gen = LogJoinExampleGen(
         logs_root=config.logs_root, run_date=run_date, raw_schema_path=config.raw_events_path,
@@ -112,18 +115,24 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
-    return [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,
-                        transform, trainer, baseline, evaluator, pusher) if c is not None]
+    components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,
+                              transform, trainer, baseline, evaluator, pusher) if c is not None]
+    if until is None:
+        return components
+    ids = [c.id for c in components]
+    if until not in ids:
+        raise ValueError(f"no component {until!r} in the pipeline; components: {ids}")
+    return components[: ids.index(until) + 1]
 
 
 def create_pipeline(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
-                    enable_cache: bool = False, beam_pipeline_args: Optional[List[str]] = None
-                    ) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = False, beam_pipeline_args: Optional[List[str]] = None,
+                    until: Optional[str] = None) -> tfx.dsl.Pipeline:
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config, run_date),
+        components=create_components(config, run_date, until),
         enable_cache=enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path),

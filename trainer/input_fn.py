@@ -8,9 +8,14 @@ call per batch instead of per record.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+import dataclasses
+from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
+import tensorflow_transform as tft
+
+from schemas import FeatureSpec, load_feature_spec
+from trainer.features import InputFeature, input_features, raw_input_spec
 
 
 def list_files(file_patterns: Sequence[str]) -> List[str]:
@@ -54,3 +59,32 @@ def make_dataset(file_patterns: Sequence[str], raw_inputs: Dict[str, tf.io.Fixed
         return x, y
 
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass
+class TrainingInputs:
+    """Everything the model's input side derives from the feature spec and one Transform output:
+    the Trainer, the benchmarks and the skew test build their datasets through this."""
+    spec: FeatureSpec
+    tft_output: Any
+    tft_layer: Any
+    features: List[InputFeature]
+    raw_inputs: Dict[str, Any]
+    raw_extra: Dict[str, Any]
+
+    @property
+    def names(self) -> List[str]:
+        return [f.feature.name for f in self.features]
+
+    def dataset(self, file_patterns: Sequence[str], head_labels: Dict[str, str], batch_size: int,
+                shuffle: bool, **kwargs) -> tf.data.Dataset:
+        return make_dataset(file_patterns, self.raw_inputs, self.raw_extra, self.tft_layer, self.names,
+                            head_labels, batch_size, shuffle, **kwargs)
+
+
+def training_inputs(feature_spec_path: str, transform_output: str) -> TrainingInputs:
+    spec = load_feature_spec(feature_spec_path)
+    tft_output = tft.TFTransformOutput(transform_output)
+    raw_inputs, raw_extra = raw_input_spec(spec, tft_output)
+    return TrainingInputs(spec, tft_output, tft_output.transform_features_layer(), input_features(spec, tft_output),
+                          raw_inputs, raw_extra)

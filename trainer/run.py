@@ -16,13 +16,11 @@ import time  # noqa: E402
 from typing import Any, Dict, List  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from schemas import FEATURE_SPEC_PATH, load_feature_spec  # noqa: E402
+from schemas import FEATURE_SPEC_PATH  # noqa: E402
 from trainer.balancing import MultiTaskModel  # noqa: E402
-from trainer.features import input_features, raw_input_spec  # noqa: E402
-from trainer.input_fn import make_dataset  # noqa: E402
+from trainer.input_fn import TrainingInputs, training_inputs  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
 
@@ -41,9 +39,8 @@ def _serving_fn(model: keras.Model, tft_layer, raw_spec):
     return serve
 
 
-def export_serving_model(model: keras.Model, tft_output, tft_layer, spec, path: str) -> None:
-    raw_inputs, _ = raw_input_spec(spec, tft_output)
-    signatures = {"serving_default": _serving_fn(model, tft_layer, raw_inputs)}
+def export_serving_model(model: keras.Model, inputs: TrainingInputs, path: str) -> None:
+    signatures = {"serving_default": _serving_fn(model, inputs.tft_layer, inputs.raw_inputs)}
     model.save(path, save_format="tf", signatures=signatures)
 
 
@@ -62,25 +59,20 @@ class _Progress(keras.callbacks.Callback):
 def train(train_files: List[str], eval_files: List[str], transform_output: str, serving_model_dir: str,
           config: Dict[str, Any]) -> Dict[str, Any]:
     tf.keras.utils.set_random_seed(int(config.get("seed", 0)))
-    spec = load_feature_spec(config.get("feature_spec_path") or FEATURE_SPEC_PATH)
-    tft_output = tft.TFTransformOutput(transform_output)
-    features = input_features(spec, tft_output)
+    inputs = training_inputs(config.get("feature_spec_path") or FEATURE_SPEC_PATH, transform_output)
     heads: Dict[str, Dict[str, Any]] = config["heads"]
     loss_weights: Dict[str, float] = config["loss_weights"]
     unknown = set(loss_weights) - set(heads)
     if unknown:
         raise ValueError(f"loss_weights name heads {sorted(unknown)} that are not in heads {sorted(heads)}")
     head_labels = {h: heads[h]["label"] for h in loss_weights}
-    names = [f.feature.name for f in features]
-    raw_inputs, raw_extra = raw_input_spec(spec, tft_output)
-    tft_layer = tft_output.transform_features_layer()
     batch = int(config["batch_size"])
     logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
-    train_ds = make_dataset(train_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=True,
-                            seed=int(config.get("seed", 0)), shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
-    eval_ds = make_dataset(eval_files, raw_inputs, raw_extra, tft_layer, names, head_labels, batch, shuffle=False)
+    train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)),
+                              shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
+    eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
 
-    model = build_model(config["model"], features, dict(config.get("model_params") or {}))
+    model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
     balancing = dict(config.get("loss_balancing") or {})
     trainable = MultiTaskModel(model, loss_weights, method=balancing.get("method", "fixed"),
                                gradnorm_alpha=float(balancing.get("gradnorm_alpha", 1.5)),
@@ -91,7 +83,7 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     history = trainable.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
                         callbacks=[_Progress()])
     elapsed = time.time() - t0
-    export_serving_model(model, tft_output, tft_layer, spec, serving_model_dir)
+    export_serving_model(model, inputs, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2),
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     logging.info("trainer: %s", json.dumps(summary))

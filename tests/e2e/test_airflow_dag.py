@@ -98,19 +98,12 @@ def _artifact_dir(home, component, output):
 def test_training_path_and_serving_path_predict_the_same(day1, home):
     """No skew: the Trainer's input pipeline (raw examples -> tft_layer) + the model ==
     serving_default on raw serialized tf.Examples, row by row."""
-    import tensorflow_transform as tft
-    from schemas import load_feature_spec
-    from trainer.features import raw_input_spec
-    from trainer.input_fn import make_dataset
+    from trainer.input_fn import training_inputs
     version = sorted(glob.glob(os.path.join(day1.serving_dir, "*")))[-1]
     loaded = tf.saved_model.load(version)
-    tft_out = tft.TFTransformOutput(_artifact_dir(home, "Transform", "transform_graph"))
-    spec = load_feature_spec(day1.feature_spec_path)
-    raw_inputs, raw_extra = raw_input_spec(spec, tft_out)
-    names = [f.name for f in spec.features]
+    inputs = training_inputs(day1.feature_spec_path, _artifact_dir(home, "Transform", "transform_graph"))
     pattern = os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*")
-    ds = make_dataset([pattern], raw_inputs, raw_extra, tft_out.transform_features_layer(), names,
-                      {"ctr": "click"}, 400, shuffle=False, keep=["impression_id"])
+    ds = inputs.dataset([pattern], {"ctr": "click"}, 400, shuffle=False, keep=["impression_id"])
     features, _ = next(iter(ds))
     ids = [i.decode() for i in features.pop("impression_id").numpy().ravel()]
     offline = loaded(features, training=False)

@@ -19,7 +19,7 @@ from tfx import v1 as tfx
 
 from loggen import write_days
 from pipeline_components.config import load_config
-from pipeline_components.pipeline import create_components
+from pipeline_components.pipeline import create_pipeline
 from schemas import SCHEMA_DIR, partition_dir
 
 DAY = dt.date(2026, 11, 20)
@@ -72,13 +72,7 @@ def test_a_new_feature_needs_only_schema_files_and_data(tmp_path):
                     "trainer": {"epochs": 1}}, open(override, "w"))
     config = load_config(override, home)
 
-    components = create_components(config, DAY.isoformat())
-    upto_trainer = components[: [c.id for c in components].index("Trainer") + 1]
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="add_feature", pipeline_root=config.pipeline_root, components=upto_trainer,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(home, "mlmd.sqlite")),
-        beam_pipeline_args=config.beam_pipeline_args))
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat(), until="Trainer"))
 
     [model_dir] = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model", "*", "Format-Serving"))
     loaded = tf.saved_model.load(model_dir)
