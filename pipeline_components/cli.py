@@ -121,6 +121,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import logging
+    from model_server.http import serve
+    config = load_config(args.config, args.home)
+    opts = config.model_server
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server, stop = serve(config.serving_dir, config.model_name, host=args.host or opts["host"],
+                         port=args.port if args.port is not None else int(opts["port"]),
+                         poll_seconds=float(opts["poll_seconds"]), max_body_bytes=int(opts["max_body_bytes"]),
+                         max_instances=int(opts["max_instances"]))
+    print(f"[serve] {config.model_name} from {config.serving_dir} at {server.url}/v1/models/{config.model_name}",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from model_server import versions
+    config = load_config(args.config, args.home)
+    if args.unpin:
+        removed = versions.unpin(config.serving_dir)
+        print(f"[rollback] {'unpinned' if removed else 'no pin was set'}: the server serves the newest version, "
+              f"{versions.target_version(config.serving_dir)}")
+        return 0
+    versions.pin(config.serving_dir, args.version)
+    print(f"[rollback] pinned version {args.version} in {config.serving_dir}; a running server switches within "
+          f"{config.model_server['poll_seconds']}s. Newer pushes are not served until `rankpipe rollback --unpin`.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rankpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="pipeline config YAML (default: $RANKPIPE_CONFIG or configs/pipeline.yaml)")
@@ -149,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("vocab", help="list the Transform vocabularies (sizes, top values) of the latest run")
     v.add_argument("--transform-graph", help="a TransformGraph artifact directory (default: the latest run's)")
     v.set_defaults(func=cmd_vocab)
+
+    s = sub.add_parser("serve", help="serve the pushed model over TF Serving's REST API (local model server)")
+    s.add_argument("--host", help="bind address (default: model_server.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: model_server.port, 8501)")
+    s.set_defaults(func=cmd_serve)
+
+    rb = sub.add_parser("rollback", help="pin a pushed version (the server serves it instead of the newest)")
+    g2 = rb.add_mutually_exclusive_group(required=True)
+    g2.add_argument("--version", type=int, help="the version (YYYYMMDD) to serve")
+    g2.add_argument("--unpin", action="store_true", help="remove the pin: serve the newest version again")
+    rb.set_defaults(func=cmd_rollback)
 
     d = sub.add_parser("demo", help="generate logs, run each day through Airflow, print the report")
     d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))

@@ -91,6 +91,18 @@ class PipelineConfig:
         return copy.deepcopy(self.raw["evaluator"])
 
     @property
+    def serving_check(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["serving_check"])
+
+    @property
+    def model_server(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["model_server"])
+
+    @property
+    def serving_root(self) -> str:
+        return self._path("serving")
+
+    @property
     def beam_pipeline_args(self) -> List[str]:
         return list(self.raw.get("beam_pipeline_args") or [])
 

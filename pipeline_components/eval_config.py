@@ -1,18 +1,23 @@
-"""Builds the TFMA EvalConfig (the deployment gate) from the pipeline config.
+"""Builds the TFMA EvalConfig (the Evaluator's half of the deployment gate) from the pipeline config.
 
-Per head: AUC and log-loss (TFMA's native BinaryCrossEntropy), plus example
-counts (CVR: weighted, i.e. clicks); slices overall and per scene. A
-head with an ``eval_weight`` (CVR: ``click``) is evaluated weighted by that
+Per head: AUC, log-loss (TFMA's native BinaryCrossEntropy), calibration (sum of
+predictions / sum of labels: 1.0 is calibrated) and the example count (a head
+with an ``eval_weight``, CVR: the weighted count, i.e. clicks); sliced overall
+and per scene. A head with an ``eval_weight`` is evaluated weighted by that
 feature, so unclicked impressions do not count, as the ESMM paper measures CVR.
-The gate: an AUC floor per head and a no-regression change threshold against
-the last blessed model, both on the overall slice (tiny scenes are reported,
-not gated).
+
+Thresholds:
+- value floor per head (``evaluator.auc_floor``), overall slice;
+- no-regression change threshold per head (``evaluator.max_auc_drop``) against
+  the last blessed model, overall *and per scene*.
+TFMA applies every threshold whatever a slice's size; the DeploymentGate
+(deployment_gate.py) then lets a scene whose example count is below
+``evaluator.min_scene_examples`` report its change without gating. With no
+baseline (the first run) TFX's Evaluator drops change thresholds
+(``rubber_stamp``): only the floors and the serving check gate.
 
 Cost note: TFMA 0.47 runs one Python combiner per metric x head x slice x
-model, per example (about 25 us each on this machine). Keras-wrapped metrics,
-extra slicing specs and each extra metric add a full pass; the Evaluator was
-the slowest stage, so the metric list is kept lean. Calibration is left to the
-run report (issue 7) rather than paid for per example here.
+model, per example; each metric here is one the report needs.
 """
 from __future__ import annotations
 
@@ -24,36 +29,48 @@ from google.protobuf import wrappers_pb2
 from schemas import FEATURE_SPEC_PATH, load_feature_spec
 
 
+def per_head(value: Any, heads: Dict[str, Any], what: str) -> Dict[str, float]:
+    """A scalar applies to every head; a mapping must name every head."""
+    if isinstance(value, dict):
+        missing = sorted(set(heads) - set(value))
+        if missing:
+            raise ValueError(f"evaluator.{what} has no value for heads {missing}; give one per head or a number")
+        return {h: float(value[h]) for h in heads}
+    return {h: float(value) for h in heads}
+
+
 def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any],
                       feature_spec_path: str = FEATURE_SPEC_PATH) -> tfma.EvalConfig:
     scene = load_feature_spec(feature_spec_path).scene_feature
     weights = {h: a["eval_weight"] for h, a in heads.items() if a.get("eval_weight")}
+    floors = per_head(evaluator["auc_floor"], heads, "auc_floor")
+    drops = per_head(evaluator["max_auc_drop"], heads, "max_auc_drop")
     model_spec = tfma.ModelSpec(signature_name="serving_default",
                                 label_keys={h: a["label"] for h, a in heads.items()},
                                 example_weight_keys=weights)
     overall = tfma.SlicingSpec()
+    by_scene = tfma.SlicingSpec(feature_keys=[scene])
     metrics_specs = []
     for name in heads:
-        threshold = tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": float(evaluator["auc_floor"][name])}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -float(evaluator["max_auc_drop"])}),
-        )
+        floor = tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floors[name]})))
+        no_regression = tfma.PerSliceMetricThreshold(slicing_specs=[overall, by_scene], threshold=tfma.MetricThreshold(
+            change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                         absolute={"value": -drops[name]})))
         weighted = name in weights
         metrics_specs.append(tfma.MetricsSpec(
             output_names=[name],
             example_weights=tfma.ExampleWeightOptions(weighted=weighted, unweighted=not weighted),
-            metrics=[tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[tfma.PerSliceMetricThreshold(
-                         slicing_specs=[overall], threshold=threshold)]),
-                     tfma.MetricConfig(class_name="BinaryCrossEntropy")]
+            metrics=[tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[floor, no_regression]),
+                     tfma.MetricConfig(class_name="BinaryCrossEntropy"),
+                     tfma.MetricConfig(class_name="Calibration")]
                     + ([tfma.MetricConfig(class_name="WeightedExampleCount")] if weighted else []),
         ))
     metrics_specs.append(tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount")],
                                           example_weights=tfma.ExampleWeightOptions(unweighted=True)))
     return tfma.EvalConfig(
         model_specs=[model_spec],
-        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[scene])],
+        slicing_specs=[overall, by_scene],
         metrics_specs=metrics_specs,
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )

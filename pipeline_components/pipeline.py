@@ -16,10 +16,14 @@ from tfx.orchestration import data_types  # noqa: E402
 
 from pipeline_components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.config import PipelineConfig  # noqa: E402
-from pipeline_components.eval_config import build_eval_config  # noqa: E402
+from pipeline_components.deployment_gate import DeploymentGate  # noqa: E402
+from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
 from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
 from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
                                         SpanWindowStrategy, TemplatedResolver)  # noqa: E402
+from pipeline_components.serving_check import ServingCheck  # noqa: E402
+from pipeline_components.span_pusher import SpanPusher  # noqa: E402
+from schemas import load_feature_spec, scenes  # noqa: E402
 
 RUN_DATE_PARAM = "run_date"
 
@@ -99,10 +103,13 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=trainer_config)
 
+    # The baseline is the newest model the DeploymentGate blessed (not the Evaluator's own
+    # blessing, which ignores scene sizes and the serving check).
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                       producer_component_id="DeploymentGate", output_key="blessing"),
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -110,13 +117,22 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         baseline_model=baseline.outputs["model"],
         example_splits=["eval"],
         eval_config=build_eval_config(config.heads, config.evaluator, config.feature_spec_path))
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+    check = config.serving_check
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        sample_size=int(check["sample_size"]), latency_budget_ms=float(check["latency_budget_ms"]))
+    deployment_gate = DeploymentGate(
+        evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
+        infra_blessing=serving_check.outputs["blessing"], baseline_model=baseline.outputs["model"],
+        heads=list(config.heads), scenes=scenes(config.raw_events_path),
+        thresholds={k: per_head(config.evaluator[k], config.heads, k) for k in ("auc_floor", "max_auc_drop")},
+        scene_feature=load_feature_spec(config.feature_spec_path).scene_feature,
+        min_scene_examples=float(config.evaluator["min_scene_examples"]))
+    pusher = SpanPusher(model=trainer.outputs["model"], model_blessing=deployment_gate.outputs["blessing"],
+                        infra_blessing=serving_check.outputs["blessing"],
+                        serving_root=config.serving_root, model_name=config.model_name)
     components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,
-                              transform, trainer, baseline, evaluator, pusher) if c is not None]
+                              transform, trainer, baseline, evaluator, serving_check, deployment_gate, pusher) if c is not None]
     if until is None:
         return components
     ids = [c.id for c in components]

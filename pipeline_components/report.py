@@ -29,6 +29,7 @@ class RunSummary:
     blessed: Optional[bool] = None
     pushed: Optional[bool] = None
     pushed_destination: Optional[str] = None
+    report_uri: Optional[str] = None  # the DeploymentGate's report.md / report.png
     trained_on: List[str] = dataclasses.field(default_factory=list)  # span dates of the training window
     # (slice, head) -> metric name -> value; slice is "overall" or a scene name
     metrics: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(default_factory=dict)
@@ -81,6 +82,23 @@ def _latest_execution(store, ids: List[int], type_names: Dict[int, str], suffix:
     return max(done or execs, key=lambda x: x.id) if (done or execs) else None
 
 
+def _read_gate(store, type_names: Dict[int, str], gate_id: int, summary: RunSummary) -> None:
+    """The DeploymentGate's verdict and report, and what the SpanPusher did with its blessing."""
+    for out in _outputs(store, gate_id):
+        kind = type_names.get(out.type_id)
+        if kind == "rankpipe.DeploymentReport":
+            summary.report_uri = out.uri
+        elif kind == "ModelBlessing":
+            summary.blessed = bool(out.custom_properties["blessed"].int_value) \
+                if "blessed" in out.custom_properties else None
+            pusher = _latest_execution(store, _consumers(store, out.id), type_names, "Pusher")
+            for pushed in (_outputs(store, pusher.id) if pusher else []):
+                props = pushed.custom_properties
+                summary.pushed = bool(props["pushed"].int_value) if "pushed" in props else None
+                if "pushed_destination" in props:
+                    summary.pushed_destination = props["pushed_destination"].string_value
+
+
 def collect_runs(config: PipelineConfig) -> List[RunSummary]:
     store = open_store(config)
     type_names = _type_names(store)
@@ -93,38 +111,20 @@ def collect_runs(config: PipelineConfig) -> List[RunSummary]:
         if evaluator is not None:
             summary.trained_on = _training_window(store, evaluator.id)
             for out in _outputs(store, evaluator.id):
-                kind = type_names.get(out.type_id)
-                if kind == "ModelEvaluation":
+                if type_names.get(out.type_id) == "ModelEvaluation":
                     summary.evaluation_uri = out.uri
-                elif kind == "ModelBlessing":
-                    summary.blessed = bool(out.custom_properties["blessed"].int_value) \
-                        if "blessed" in out.custom_properties else None
-                    pusher = _latest_execution(store, _consumers(store, out.id), type_names, "Pusher")
-                    for pushed in (_outputs(store, pusher.id) if pusher else []):
-                        props = pushed.custom_properties
-                        summary.pushed = bool(props["pushed"].int_value) if "pushed" in props else None
-                        if "pushed_destination" in props:
-                            summary.pushed_destination = props["pushed_destination"].string_value
+                    gate = _latest_execution(store, _consumers(store, out.id), type_names, "DeploymentGate")
+                    if gate is not None:
+                        _read_gate(store, type_names, gate.id, summary)
         runs[summary.span_date] = summary  # a rerun of a day replaces the earlier one
     return [runs[k] for k in sorted(runs)]
 
 
 def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str) -> None:
     """Fills summary.metrics[(slice, head)] from the Evaluator's output; slice is 'overall' or a scene."""
-    import tensorflow_model_analysis as tfma
-    if not summary.evaluation_uri:
-        return
-    result = tfma.load_eval_result(summary.evaluation_uri)
-    for slice_key, by_output in result.slicing_metrics:
-        keys = dict(slice_key)
-        if set(keys) - {scene_feature}:
-            continue
-        scene = keys.get(scene_feature)
-        name = (scene.decode() if isinstance(scene, bytes) else scene) or "overall"
-        for head in list(heads) + [""]:
-            if head in by_output:
-                summary.metrics[(name, head or "_all")] = {
-                    m: v["doubleValue"] for m, v in by_output[head][""].items() if "doubleValue" in v}
+    from pipeline_components.gate_report import read_slice_metrics
+    if summary.evaluation_uri:
+        summary.metrics.update(read_slice_metrics(summary.evaluation_uri, list(heads), scene_feature))
 
 
 def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str]) -> str:
@@ -154,4 +154,6 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
                          f"{run.trained_on[0]}..{run.trained_on[-1]}")
         if run.pushed_destination:
             notes.append(f"{run.span_date}: pushed to {run.pushed_destination}")
+        if run.report_uri:
+            notes.append(f"{run.span_date}: gate report {os.path.join(run.report_uri, 'report.md')}")
     return "\n".join(lines + [""] + notes)

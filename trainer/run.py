@@ -25,23 +25,38 @@ from trainer.models import build_model  # noqa: E402
 
 
 
-def _serving_fn(model: keras.Model, tft_layer, raw_spec):
+RAW_SIGNATURE = "serving_raw"
+
+
+def _serving_fns(model: keras.Model, tft_layer, raw_spec) -> Dict[str, Any]:
+    """Two signatures over one graph: ``serving_default`` parses serialized tf.Examples (what
+    the logs hold, and TF Serving's b64 instances); ``serving_raw`` takes one tensor per raw
+    feature, so a REST client can send instances of plain feature values and TF Serving (or
+    the local model server) needs no feature list of its own."""
     model.tft_layer = tft_layer  # keep a reference: tables must be tracked
     input_names = list(model.input.keys()) if isinstance(model.input, dict) else model.input_names
 
-    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
-    def serve(serialized):
-        raw = tf.io.parse_example(serialized, raw_spec)
+    def predict(raw):
         transformed = model.tft_layer(raw)
         outputs = model({k: transformed[k] for k in input_names}, training=False)
         return {head: tf.identity(v, name=head) for head, v in outputs.items()}
 
-    return serve
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def serve(serialized):
+        return predict(tf.io.parse_example(serialized, raw_spec))
+
+    raw_signature = {name: tf.TensorSpec(shape=[None], dtype=f.dtype, name=name)
+                     for name, f in sorted(raw_spec.items())}
+
+    @tf.function(input_signature=[raw_signature])
+    def serve_raw(features):
+        return predict({k: tf.reshape(v, [-1] + list(raw_spec[k].shape)) for k, v in features.items()})
+
+    return {"serving_default": serve, RAW_SIGNATURE: serve_raw}
 
 
 def export_serving_model(model: keras.Model, inputs: TrainingInputs, path: str) -> None:
-    signatures = {"serving_default": _serving_fn(model, inputs.tft_layer, inputs.raw_inputs)}
-    model.save(path, save_format="tf", signatures=signatures)
+    model.save(path, save_format="tf", signatures=_serving_fns(model, inputs.tft_layer, inputs.raw_inputs))
 
 
 class _Progress(keras.callbacks.Callback):

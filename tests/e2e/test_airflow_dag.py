@@ -5,49 +5,19 @@ pushed; the pushed SavedModel scores raw serialized tf.Examples.
 Day 2: the config demands an impossible AUC; the gate refuses and nothing new
 is pushed.
 """
-import datetime as dt
 import glob
+import json
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-import yaml
 
-from loggen import write_days
 from pipeline_components import airflow_local, report
-from pipeline_components.config import load_config
+from tests.e2e.conftest import DAY1, DAY2, config_with_floor
 
 pytestmark = pytest.mark.e2e
-DAY1 = dt.date(2026, 11, 20)
-DAY2 = DAY1 + dt.timedelta(days=1)
-IMPRESSIONS = 30_000
-
-
-def _config(home, name, floor):
-    path = os.path.join(home, f"{name}.yaml")
-    with open(path, "w") as fh:
-        yaml.safe_dump({"trainer": {"epochs": 3},
-                        "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
-    return load_config(path, home)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = str(tmp_path_factory.mktemp("e2e"))
-    write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 2, IMPRESSIONS, progress=None)
-    return home
-
-
-@pytest.fixture(scope="module")
-def day1(home):
-    config = _config(home, "lenient", 0.55)
-    env = airflow_local.airflow_env(config)
-    airflow_local.migrate_db(env)
-    airflow_local.dags_test(config.pipeline_name, DAY1.isoformat(), env,
-                            os.path.join(home, "airflow_day1.log"))
-    return config
 
 
 def _serialize(df: pd.DataFrame):
@@ -70,8 +40,24 @@ def test_day1_is_joined_for_its_span_blessed_and_pushed(day1):
     assert [r.span_date for r in runs] == [DAY1.isoformat()]
     assert runs[0].trained_on == [DAY1.isoformat()]  # the window holds only the spans that exist
     assert runs[0].blessed is True and runs[0].pushed is True
-    versions = os.listdir(day1.serving_dir)
-    assert len(versions) == 1 and runs[0].pushed_destination.startswith(day1.serving_dir)
+    # One version, named after the span (not the wall clock).
+    assert os.listdir(day1.serving_dir) == [DAY1.strftime("%Y%m%d")]
+    assert runs[0].pushed_destination == os.path.join(day1.serving_dir, DAY1.strftime("%Y%m%d"))
+
+
+def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_to_the_report(day1, home):
+    [run] = report.collect_runs(day1)
+    with open(os.path.join(run.report_uri, "report.json")) as fh:
+        verdict = json.load(fh)
+    assert verdict["blessed"] is True and verdict["has_baseline"] is False and verdict["blocking"] == []
+    text = open(os.path.join(run.report_uri, "report.md")).read()
+    assert "No baseline" in text and "**BLESSED**" in text
+    slices = {(r[0], r[1]) for r in verdict["rows"]}
+    assert {("overall", "ctr"), ("main_search", "cvr"), ("promo_feed", "ctcvr")} <= slices
+    assert os.path.getsize(os.path.join(run.report_uri, "report.png")) > 10_000
+    log = open(os.path.join(home, "airflow_day1.log")).read()
+    assert f"Report: {os.path.join(run.report_uri, 'report.md')}" in log
+    assert "serving check passed" in log
 
 
 def test_pushed_model_scores_raw_examples(day1, home):
@@ -131,7 +117,7 @@ def test_vocab_lists_each_vocabulary_with_its_size(day1, home):
 
 
 def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
-    strict = _config(home, "strict", 0.999)
+    strict = config_with_floor(home, "strict", 0.999)
     env = airflow_local.airflow_env(strict)
     before = sorted(os.listdir(day1.serving_dir))
     airflow_local.dags_test(strict.pipeline_name, DAY2.isoformat(), env, os.path.join(home, "airflow_day2.log"))
@@ -141,3 +127,7 @@ def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
     assert runs[DAY2.isoformat()].blessed is False
     assert runs[DAY2.isoformat()].pushed is not True
     assert sorted(os.listdir(day1.serving_dir)) == before
+    with open(os.path.join(runs[DAY2.isoformat()].report_uri, "report.json")) as fh:
+        verdict = json.load(fh)
+    assert verdict["has_baseline"] is True  # day 1's blessed model
+    assert any("ctr AUC overall" in r and "below the floor 0.999" in r for r in verdict["blocking"])

@@ -1,0 +1,133 @@
+"""TF Serving REST predict requests: parsing and validation into signature inputs.
+
+Accepted bodies (https://www.tensorflow.org/tfx/serving/api_rest#predict_api):
+- row format: ``{"instances": [{"user_id": "u1", "item_price": 12.5, ...}, ...]}``
+  (raw features, sent to the ``serving_raw`` signature) or
+  ``{"instances": [{"b64": "<base64 tf.Example>"}, ...]}`` (``serving_default``;
+  ``{"examples": {"b64": ...}}`` is accepted too);
+- columnar format: ``{"inputs": {"user_id": [...], ...}}`` or ``{"inputs": {"examples": [{"b64": ...}]}}``.
+Every problem is a ``BadRequest`` whose message names the instance and the
+feature, so a client can fix its request without reading server logs.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_body(body: bytes, max_instances: int) -> Tuple[str, Any]:
+    """('examples', [bytes]) or ('raw', [dict]) / ('raw_columns', dict)."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
+        raise BadRequest('request body must be a JSON object with exactly one of "instances" (row format) '
+                         'or "inputs" (columnar format)')
+    if "instances" in doc:
+        instances = doc["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise BadRequest('"instances" must be a non-empty list')
+        _check_count(len(instances), max_instances)
+        if all(_is_b64(x) for x in instances):
+            return "examples", [_decode_b64(x, i) for i, x in enumerate(instances)]
+        for i, x in enumerate(instances):
+            if not isinstance(x, dict):
+                raise BadRequest(f"instance {i}: expected an object of feature values or {{\"b64\": ...}}, "
+                                 f"got {type(x).__name__}")
+            if _is_b64(x):
+                raise BadRequest(f"instance {i}: mixes a b64 tf.Example with raw-feature instances; "
+                                 "send one kind per request")
+        return "raw", instances
+    inputs = doc["inputs"]
+    if not isinstance(inputs, dict) or not inputs:
+        raise BadRequest('"inputs" must be a non-empty object of feature -> list of values')
+    if set(inputs) == {"examples"}:
+        values = inputs["examples"]
+        if not isinstance(values, list) or not values:
+            raise BadRequest('"inputs.examples" must be a non-empty list of {"b64": ...}')
+        _check_count(len(values), max_instances)
+        return "examples", [_decode_b64(x, i) for i, x in enumerate(values)]
+    lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in inputs.items()}
+    if any(n < 0 for n in lengths.values()):
+        bad = sorted(k for k, n in lengths.items() if n < 0)
+        raise BadRequest(f'"inputs": features {bad} must be lists of values (one per instance)')
+    if len(set(lengths.values())) != 1:
+        raise BadRequest(f'"inputs": every feature needs the same number of values, got {lengths}')
+    _check_count(next(iter(lengths.values())), max_instances)
+    n = next(iter(lengths.values()))
+    return "raw", [{k: v[i] for k, v in inputs.items()} for i in range(n)]
+
+
+def _check_count(n: int, max_instances: int) -> None:
+    if n > max_instances:
+        raise BadRequest(f"{n} instances in one request; the limit is {max_instances} (split the request)", 413)
+
+
+def _is_b64(x: Any) -> bool:
+    if isinstance(x, dict) and set(x) == {"examples"}:
+        x = x["examples"]
+    return isinstance(x, dict) and set(x) == {"b64"}
+
+
+def _decode_b64(x: Any, i: int) -> bytes:
+    if isinstance(x, dict) and set(x) == {"examples"}:
+        x = x["examples"]
+    if not (isinstance(x, dict) and set(x) == {"b64"} and isinstance(x["b64"], str)):
+        raise BadRequest(f'instance {i}: expected {{"b64": "<base64 serialized tf.Example>"}}')
+    try:
+        return base64.b64decode(x["b64"], validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadRequest(f"instance {i}: b64 value is not valid base64: {e}") from None
+
+
+def raw_columns(instances: List[Dict[str, Any]], dtypes: Dict[str, tf.DType]) -> Dict[str, tf.Tensor]:
+    """Instances of raw feature values -> one tensor per feature, checked against the signature."""
+    if not dtypes:
+        raise BadRequest("this model version has no raw-feature signature; send b64 tf.Examples instead")
+    columns: Dict[str, list] = {k: [] for k in dtypes}
+    for i, inst in enumerate(instances):
+        unknown = sorted(set(inst) - set(dtypes))
+        if unknown:
+            raise BadRequest(f"instance {i}: unknown features {unknown}; the model takes {sorted(dtypes)}")
+        missing = sorted(set(dtypes) - set(inst))
+        if missing:
+            raise BadRequest(f"instance {i}: missing features {missing}")
+        for name, dtype in dtypes.items():
+            columns[name].append(_value(inst[name], dtype, i, name))
+    out = {}
+    for name, dtype in dtypes.items():
+        if dtype == tf.string:
+            out[name] = tf.constant(columns[name], tf.string)
+        else:
+            out[name] = tf.constant(np.asarray(columns[name], dtype=dtype.as_numpy_dtype), dtype)
+    return out
+
+
+def _value(v: Any, dtype: tf.DType, i: int, name: str) -> Any:
+    if isinstance(v, list) and len(v) == 1:  # [value] as TF Serving clients often send
+        v = v[0]
+    if dtype == tf.string:
+        if not isinstance(v, str):
+            raise BadRequest(f"instance {i}: feature {name!r} must be a string, got {json.dumps(v)}")
+        return v.encode()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BadRequest(f"instance {i}: feature {name!r} must be a number, got {json.dumps(v)}")
+    if dtype.is_integer:
+        if float(v) != int(v):
+            raise BadRequest(f"instance {i}: feature {name!r} must be an integer, got {v}")
+        return int(v)
+    if not np.isfinite(v):
+        raise BadRequest(f"instance {i}: feature {name!r} must be finite, got {v}")
+    return float(v)

@@ -1,0 +1,39 @@
+"""The e2e days, shared by every e2e module: the Airflow runs are the expensive part."""
+import datetime as dt
+import os
+
+import pytest
+import yaml
+
+from loggen import write_days
+from pipeline_components import airflow_local
+from pipeline_components.config import load_config
+
+DAY1 = dt.date(2026, 11, 20)
+DAY2 = DAY1 + dt.timedelta(days=1)
+IMPRESSIONS = 30_000
+
+
+def config_with_floor(home, name, floor):
+    path = os.path.join(home, f"{name}.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump({"trainer": {"epochs": 3},
+                        "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
+    return load_config(path, home)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory):
+    home = str(tmp_path_factory.mktemp("e2e"))
+    write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 2, IMPRESSIONS, progress=None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def day1(home):
+    config = config_with_floor(home, "lenient", 0.55)
+    env = airflow_local.airflow_env(config)
+    airflow_local.migrate_db(env)
+    airflow_local.dags_test(config.pipeline_name, DAY1.isoformat(), env,
+                            os.path.join(home, "airflow_day1.log"))
+    return config
