@@ -10,7 +10,7 @@ failures except a per-scene change on a scene below
 ``evaluator.min_scene_examples``, which is reported but does not gate. It also
 folds in the ServingCheck verdict, and writes the per-run report.
 
-Its ``blessing`` is a standard ModelBlessing (``blessed``, ``current_model_id``,
+Its ``deployment_blessing`` is a standard ModelBlessing (``blessed``, ``current_model_id``,
 ``baseline_model_id``: what TFX's Evaluator writes), so TFX's Pusher and the
 LatestBlessedModelStrategy baseline resolver read it unchanged.
 """
@@ -30,6 +30,12 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from pipeline_components import gate_report
 
 
+# Not "blessing": under Airflow, TFX names an artifact "<output key>:<run id>", unique per
+# artifact type, so a second ModelBlessing output called "blessing" (the Evaluator's) in the
+# same run collides in ML Metadata.
+BLESSING_KEY = "deployment_blessing"
+
+
 class DeploymentReport(artifact.Artifact):
     """report.md, report.png and report.json: candidate vs baseline per scene, and the verdict."""
     TYPE_NAME = "rankpipe.DeploymentReport"
@@ -42,7 +48,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         infra = artifact_utils.get_single_instance(input_dict["infra_blessing"])
         baseline_models = input_dict.get("baseline_model") or []
-        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         report = artifact_utils.get_single_instance(output_dict["report"])
 
         heads = json.loads(exec_properties["heads"])
@@ -107,7 +113,7 @@ class DeploymentGateSpec(types.ComponentSpec):
               "model": ChannelParameter(type=standard_artifacts.Model),
               "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
               "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
-    OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+    OUTPUTS = {BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
                "report": ChannelParameter(type=DeploymentReport)}
 
 
@@ -122,5 +128,5 @@ class DeploymentGate(base_component.BaseComponent):
             evaluation=evaluation, model=model, infra_blessing=infra_blessing, baseline_model=baseline_model,
             heads=json.dumps(list(heads)), scenes=json.dumps(list(scenes)), thresholds=json.dumps(thresholds),
             scene_feature=scene_feature, min_scene_examples=float(min_scene_examples),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            **{BLESSING_KEY: types.Channel(type=standard_artifacts.ModelBlessing)},
             report=types.Channel(type=DeploymentReport)))

@@ -16,7 +16,7 @@ from tfx.orchestration import data_types  # noqa: E402
 
 from pipeline_components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.config import PipelineConfig  # noqa: E402
-from pipeline_components.deployment_gate import DeploymentGate  # noqa: E402
+from pipeline_components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
 from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
 from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
@@ -109,7 +109,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                       producer_component_id="DeploymentGate", output_key="blessing"),
+                                       producer_component_id="DeploymentGate", output_key=BLESSING_KEY),
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -128,7 +128,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         thresholds={k: per_head(config.evaluator[k], config.heads, k) for k in ("auc_floor", "max_auc_drop")},
         scene_feature=load_feature_spec(config.feature_spec_path).scene_feature,
         min_scene_examples=float(config.evaluator["min_scene_examples"]))
-    pusher = SpanPusher(model=trainer.outputs["model"], model_blessing=deployment_gate.outputs["blessing"],
+    pusher = SpanPusher(model=trainer.outputs["model"], model_blessing=deployment_gate.outputs[BLESSING_KEY],
                         infra_blessing=serving_check.outputs["blessing"],
                         serving_root=config.serving_root, model_name=config.model_name)
     components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,

@@ -1,0 +1,172 @@
+"""Model server latency and throughput over loopback HTTP, batches of 1 and of 100 candidates.
+
+    python -m benchmarks.server_latency --model-dir work/serving/ranking
+    python -m benchmarks.server_latency            # trains a model on a generated day first
+
+The server (``rankpipe serve``'s code) runs in its own process; the client
+sends TF Serving REST predict requests from ``--concurrency`` keep-alive
+connections, in both request formats (raw feature instances and b64
+tf.Examples), ``--requests`` per row after ``--warmup`` untimed ones. Both
+share the machine's 2 cores, as a sidecar client would. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import base64  # noqa: E402
+import glob  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from typing import List  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def prepare_model(workdir: str, impressions: int) -> tuple:
+    """A served-layout model dir and eval records, from a generated day (model_quality's prep)."""
+    from benchmarks.model_quality import prepare, trainer_config
+    from trainer.run import train
+    prep = prepare(workdir, 0.6, impressions)
+    model_dir = os.path.join(prep.home, "serving_bench", "ranking")
+    out = os.path.join(model_dir, "20261120")
+    if not os.path.exists(os.path.join(out, "saved_model.pb")):
+        train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, trainer_config("esmm", 0, 1))
+    return model_dir, prep.eval_files
+
+
+def eval_records(files: List[str], n: int) -> List[bytes]:
+    import tensorflow as tf
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n)]
+
+
+def raw_instance(record: bytes) -> dict:
+    import tensorflow as tf
+    out = {}
+    for k, v in tf.train.Example.FromString(record).features.feature.items():
+        if k in ("click", "conversion", "impression_id"):
+            continue
+        out[k] = v.bytes_list.value[0].decode() if v.bytes_list.value else (
+            float(v.float_list.value[0]) if v.float_list.value else int(v.int64_list.value[0]))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir: str, port: int) -> subprocess.Popen:
+    code = ("import logging, sys; logging.basicConfig(level=logging.WARNING); "
+            "from model_server.http import serve; "
+            f"srv, stop = serve({model_dir!r}, 'ranking', port={port}); srv.serve_forever()")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v1/models/ranking")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("model server did not start: " + proc.stderr.read().decode()[-2000:])
+
+
+def run(port: int, bodies: List[bytes], requests: int, warmup: int, concurrency: int) -> dict:
+    latencies: List[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    per_thread = requests // concurrency
+
+    def client(seed: int):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        for i in range(warmup // concurrency + per_thread):
+            body = bodies[(seed + i) % len(bodies)]
+            t = time.perf_counter()
+            conn.request("POST", "/v1/models/ranking:predict", body=body,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if i >= warmup // concurrency:
+                mine.append(time.perf_counter() - t)
+                if resp.status != 200:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k * 7,)) for k in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1e3
+    return {"n": len(lat), "errors": errors[0], "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)), "rps": len(lat) / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", help="a served model directory (<serving>/<model>); default: train one")
+    ap.add_argument("--eval-glob", help="gzip TFRecord eval examples (default: the prepared day's)")
+    ap.add_argument("--impressions", type=int, default=200_000)
+    ap.add_argument("--workdir", default="/tmp/model-quality")
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    args = ap.parse_args()
+    if args.model_dir:
+        model_dir = args.model_dir
+        files = glob.glob(args.eval_glob) if args.eval_glob else []
+        if not files:
+            raise SystemExit("--model-dir needs --eval-glob (gzip TFRecords of raw examples) to build requests")
+    else:
+        model_dir, files = prepare_model(args.workdir, args.impressions)
+    records = eval_records(files, 1000)
+    port = free_port()
+    proc = start_server(model_dir, port)
+    rows = []
+    try:
+        for batch in (1, 100):
+            groups = [records[i:i + batch] for i in range(0, len(records) - batch + 1, batch)][:50]
+            formats = {"raw features": [json.dumps({"instances": [raw_instance(r) for r in g]}).encode()
+                                        for g in groups],
+                       "b64 tf.Example": [json.dumps({"instances": [{"b64": base64.b64encode(r).decode()}
+                                                                    for r in g]}).encode() for g in groups]}
+            for fmt, bodies in formats.items():
+                for c in args.concurrency:
+                    n = args.requests if batch == 1 else max(args.requests // 5, 100)
+                    r = run(port, bodies, n, args.warmup, c)
+                    rows.append((batch, fmt, c, r))
+                    print(f"[server] batch {batch} {fmt} x{c}: p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms "
+                          f"{r['rps']:.0f} req/s", flush=True)
+    finally:
+        proc.kill()
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; server and client on the same machine; "
+          f"model {model_dir}\n")
+    print("| candidates per request | format | concurrent clients | requests | errors | p50 ms | p99 ms | "
+          "requests/s | candidates/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for batch, fmt, c, r in rows:
+        print(f"| {batch} | {fmt} | {c} | {r['n']} | {r['errors']} | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['rps']:.0f} | {r['rps'] * batch:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
