@@ -134,7 +134,11 @@ class Handler(BaseHTTPRequestHandler):
         except BadRequest as e:
             self._send(e.status, {"error": str(e)})
         except tf.errors.InvalidArgumentError as e:
-            self._send(400, {"error": "the model rejected the input: " + tf_error_line(e.message)})
+            try:
+                detail = tf_error_line(e.message)
+            except UnicodeDecodeError:  # TF quotes the offending bytes, which may not be UTF-8
+                detail = "invalid input"
+            self._send(400, {"error": "the model rejected the input: " + detail})
         except Exception as e:  # noqa: BLE001
             log.exception("POST %s failed", self.path)
             self._send(500, {"error": f"internal error: {type(e).__name__}"})

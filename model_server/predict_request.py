@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 
 class BadRequest(ValueError):
@@ -87,9 +88,14 @@ def _decode_b64(x: Any, i: int) -> bytes:
     if not (isinstance(x, dict) and set(x) == {"b64"} and isinstance(x["b64"], str)):
         raise BadRequest(f'instance {i}: expected {{"b64": "<base64 serialized tf.Example>"}}')
     try:
-        return base64.b64decode(x["b64"], validate=True)
+        data = base64.b64decode(x["b64"], validate=True)
     except (binascii.Error, ValueError) as e:
         raise BadRequest(f"instance {i}: b64 value is not valid base64: {e}") from None
+    try:
+        tf.train.Example.FromString(data)
+    except DecodeError:
+        raise BadRequest(f"instance {i}: b64 value decodes, but not to a serialized tf.Example") from None
+    return data
 
 
 def raw_columns(instances: List[Dict[str, Any]], dtypes: Dict[str, tf.DType]) -> Dict[str, tf.Tensor]:

@@ -92,8 +92,10 @@ def test_bad_requests_get_a_4xx_with_a_message_never_a_stack_trace(server, examp
         ("POST", "/v1/models/ranking:predict", b"{oops", 400, "not valid JSON"),
         ("POST", "/v1/models/ranking:predict", json.dumps({"instances": [dict(good, colour="red")]}).encode(),
          400, "unknown features ['colour']"),
-        ("POST", "/v1/models/ranking:predict", json.dumps({"instances": [{"b64": base64.b64encode(b"junk").decode()}]})
-         .encode(), 400, "Could not parse example input"),
+        ("POST", "/v1/models/ranking:predict", json.dumps({"instances": [{"b64": base64.b64encode(b"\xff\xff").decode()}]})
+         .encode(), 400, "not to a serialized tf.Example"),
+        ("POST", "/v1/models/ranking:predict", json.dumps({"instances": [{"b64": base64.b64encode(
+            tf.train.Example().SerializeToString()).decode()}]}).encode(), 400, "is required but could not be found"),
         ("POST", "/v1/models/ranking:predict", json.dumps({"instances": [good] * 201}).encode(), 413, "limit is 200"),
         ("POST", "/v1/models/ranking:predict", b" " * (MAX_BODY + 1), 413, "exceeds the limit"),
         ("POST", "/v1/models/nope:predict", json.dumps({"instances": [good]}).encode(), 404, "not found"),

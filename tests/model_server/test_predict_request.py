@@ -29,7 +29,8 @@ def test_row_and_columnar_raw_instances_give_the_same_columns():
 
 
 def test_b64_examples_are_decoded_in_both_formats():
-    ex = tf.train.Example().SerializeToString() + b"x"
+    ex = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0]))})).SerializeToString()
     enc = base64.b64encode(ex).decode()
     assert parse_body(body({"instances": [{"b64": enc}]}), 10) == ("examples", [ex])
     assert parse_body(body({"instances": [{"examples": {"b64": enc}}]}), 10) == ("examples", [ex])
@@ -42,6 +43,7 @@ def test_b64_examples_are_decoded_in_both_formats():
     (body({"instances": [], "inputs": {}}), 'exactly one of "instances"'),
     (body({"instances": []}), "non-empty list"),
     (body({"instances": [{"b64": "@@@"}]}), "instance 0: b64 value is not valid base64"),
+    (body({"instances": [{"b64": "//8="}]}), "instance 0: b64 value decodes, but not to a serialized tf.Example"),
     (body({"instances": [{"scene": "a"}, {"b64": "AA=="}]}), "instance 1: mixes a b64"),
     (body({"instances": [{"scene": "a"}, 3]}), "instance 1: expected an object"),
     (body({"inputs": {"scene": ["a", "b"], "position": [1]}}), "same number of values"),
