@@ -33,7 +33,10 @@ def test_dag_is_daily_one_run_at_a_time_in_topological_order(dag):
     assert dag.max_active_runs == 1
     order = [t.task_id for t in dag.topological_sort()]
     assert order.index("LogJoinExampleGen") < order.index("Transform") < order.index("Trainer") \
-        < order.index("Evaluator") < order.index("Pusher")
+        < order.index("Evaluator") < order.index("DeploymentGate") < order.index("SpanPusher")
+    # The push waits for both halves of the gate: metrics and the serving check.
+    assert {"DeploymentGate", "ServingCheck"} <= dag.get_task("SpanPusher").upstream_task_ids
+    assert "Evaluator" in dag.get_task("DeploymentGate").upstream_task_ids
     # Nothing is analysed or trained before the day passed validation.
     assert "training_window_resolver" in dag.get_task("Transform").upstream_task_ids
     assert "training_window_resolver" in dag.get_task("Trainer").upstream_task_ids
