@@ -48,6 +48,9 @@ class ModelServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: ModelServer
     protocol_version = "HTTP/1.1"  # keep-alive: load tests and clients reuse connections
+    # Headers and body go out in two writes; with Nagle on, the client's delayed ACK adds
+    # ~40 ms to every response (measured: p50 44 ms for a 1 ms model call).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
