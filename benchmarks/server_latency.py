@@ -31,6 +31,9 @@ from typing import List  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from model_server.predict_request import example_to_instance  # noqa: E402
+from schemas import load_feature_spec  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -51,15 +54,9 @@ def eval_records(files: List[str], n: int) -> List[bytes]:
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n)]
 
 
-def raw_instance(record: bytes) -> dict:
-    import tensorflow as tf
-    out = {}
-    for k, v in tf.train.Example.FromString(record).features.feature.items():
-        if k in ("click", "conversion", "impression_id"):
-            continue
-        out[k] = v.bytes_list.value[0].decode() if v.bytes_list.value else (
-            float(v.float_list.value[0]) if v.float_list.value else int(v.int64_list.value[0]))
-    return out
+def raw_instance(record: bytes, _spec=load_feature_spec()) -> dict:
+    """Labels and passthrough ids are not request features (the spec is read once)."""
+    return example_to_instance(record, drop=_spec.labels + _spec.passthrough)
 
 
 def free_port() -> int:

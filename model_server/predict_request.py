@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -137,3 +137,15 @@ def _value(v: Any, dtype: tf.DType, i: int, name: str) -> Any:
     if not np.isfinite(v):
         raise BadRequest(f"instance {i}: feature {name!r} must be finite, got {v}")
     return float(v)
+
+
+def example_to_instance(record: bytes, drop: Iterable[str] = ()) -> Dict[str, Any]:
+    """A serialized tf.Example as a raw-feature instance (the row format's JSON object), without
+    the features in ``drop`` (labels, ids): what a client sends for an impression it logged."""
+    out: Dict[str, Any] = {}
+    for name, f in tf.train.Example.FromString(record).features.feature.items():
+        if name in drop:
+            continue
+        out[name] = f.bytes_list.value[0].decode() if f.bytes_list.value else (
+            float(f.float_list.value[0]) if f.float_list.value else int(f.int64_list.value[0]))
+    return out

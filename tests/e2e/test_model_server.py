@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from model_server import versions
 from model_server.http import serve
+from model_server.predict_request import example_to_instance
 from pipeline_components.span_pusher import replace_dir
+from schemas import load_feature_spec
 from tests.e2e.conftest import DAY1
 
 pytestmark = pytest.mark.e2e
@@ -56,15 +58,9 @@ def request(srv, method, path, doc=None, raw=None):
     return resp.status, resp.getheader("X-Model-Version"), data
 
 
-def raw_instance(record: bytes) -> dict:
-    feats = tf.train.Example.FromString(record).features.feature
-    out = {}
-    for k, v in feats.items():
-        if k in ("click", "conversion", "impression_id"):
-            continue
-        out[k] = v.bytes_list.value[0].decode() if v.bytes_list.value else (
-            float(v.float_list.value[0]) if v.float_list.value else int(v.int64_list.value[0]))
-    return out
+def raw_instance(record: bytes, _spec=load_feature_spec()) -> dict:
+    """Labels and passthrough ids are not request features (the spec is read once)."""
+    return example_to_instance(record, drop=_spec.labels + _spec.passthrough)
 
 
 def test_server_predictions_equal_offline_predictions(server, examples):
