@@ -9,9 +9,9 @@ rerun of a day would add a second version. Here:
   InfraBlessing, which carries the day's span), so a day has one version;
 - a day older than the newest version already served goes to
   ``<serving>/backfills/<model>/<version>``, never to ``<serving>/<model>``: a
-  backfill is kept for inspection (``rankpipe rollback`` can promote it by
-  pinning only versions in the served directory, so promoting means copying it
-  there by hand), but it never shadows today's model;
+  backfill is kept for inspection (to serve it anyway, copy it into the served
+  directory and pin it with ``rankpipe rollback``), but it never shadows
+  today's model;
 - a rerun of a day replaces that day's version atomically (copy to a hidden
   temporary directory, then rename): a server never sees half a model, and the
   directory never holds two versions for one day.
@@ -21,10 +21,12 @@ Blessing checks (model blessing and infra blessing) are the stock Pusher's.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
 import time
+from typing import Tuple
 
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
@@ -40,13 +42,13 @@ def span_version(span_date: str) -> int:
     return int(dt.date.fromisoformat(span_date).strftime("%Y%m%d"))
 
 
-def destination(serving_root: str, model_name: str, version: int) -> str:
-    """Where a version goes: the served directory unless a newer version is already served there."""
+def destination(serving_root: str, model_name: str, version: int) -> Tuple[str, str]:
+    """(where a version goes, "serving" or "backfill"): the served directory unless a newer
+    version is already served there."""
     served = os.path.join(serving_root, model_name)
-    newer = [v for v in versions_lib.list_versions(served) if v > version]
-    if newer:
-        return os.path.join(serving_root, BACKFILLS, model_name, str(version))
-    return os.path.join(served, str(version))
+    if any(v > version for v in versions_lib.list_versions(served)):
+        return os.path.join(serving_root, BACKFILLS, model_name, str(version)), "backfill"
+    return os.path.join(served, str(version)), "serving"
 
 
 def replace_dir(src: str, dst: str) -> None:
@@ -77,21 +79,15 @@ class Executor(pusher_executor.Executor):
         span_date = infra.get_string_custom_property("span_date")
         if not span_date:
             raise ValueError("the infra blessing carries no span_date; SpanPusher needs the ServingCheck's output")
-        custom = self._get_custom_config(exec_properties)  # the stock Pusher's JSON custom_config
+        custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         version = span_version(span_date)
-        target = destination(custom["serving_root"], custom["model_name"], version)
+        target, kind = destination(custom["serving_root"], custom["model_name"], version)
         replaced = os.path.exists(target)
         replace_dir(self.GetModelPath(input_dict), target)
-        kind = "backfill" if os.sep + BACKFILLS + os.sep in target else "serving"
         logging.info("pushed %s as version %s to %s (%s%s)", span_date, version, target, kind,
                      ", replacing the earlier push of this day" if replaced else "")
         pushed.set_string_custom_property("push_kind", kind)
         self._MarkPushed(pushed, pushed_destination=target, pushed_version=str(version))
-
-    @staticmethod
-    def _get_custom_config(exec_properties):
-        import json
-        return json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
 
 
 class SpanPusher(pusher_component.Pusher):
