@@ -94,18 +94,18 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest("predict needs POST", 405)
             registry = self.server.registry
             current = registry.current
-            versions = [match["version"] and int(match["version"])] if match["version"] else None
+            wanted = int(match["version"]) if match["version"] else None
             statuses = []
             for v, loaded in sorted(registry.loaded_versions().items(), reverse=True):
-                if versions is None or v in versions:
+                if wanted in (None, v):
                     statuses.append({"version": str(v), "state": "AVAILABLE",
                                      "status": {"error_code": "OK", "error_message": ""},
                                      "serving": bool(current and current.version == v)})
             for v, err in sorted(registry.errors.items()):
-                if versions is None or v in versions:
+                if wanted in (None, v):
                     statuses.append({"version": str(v), "state": "END",
                                      "status": {"error_code": "UNKNOWN", "error_message": err}})
-            if versions is not None and not statuses:
+            if wanted is not None and not statuses:
                 raise BadRequest(f"version {match['version']} is not loaded", 404)
             self._send(200, {"model_version_status": statuses})
         except BadRequest as e:

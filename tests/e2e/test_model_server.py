@@ -79,6 +79,8 @@ def test_server_predictions_equal_offline_predictions(server, examples):
         np.testing.assert_allclose([p[head] for p in raw["predictions"]], want, rtol=1e-5, atol=1e-7)
     status, _, meta = request(srv, "GET", "/v1/models/ranking")
     assert status == 200 and meta["model_version_status"][0]["version"] == str(V1)
+    status, _, meta = request(srv, "GET", f"/v1/models/ranking/versions/{V1}")
+    assert status == 200 and [m["version"] for m in meta["model_version_status"]] == [str(V1)]
 
 
 def test_bad_requests_get_a_4xx_with_a_message_never_a_stack_trace(server, examples):
@@ -98,6 +100,7 @@ def test_bad_requests_get_a_4xx_with_a_message_never_a_stack_trace(server, examp
         ("POST", "/v1/models/ranking/versions/19990101:predict", json.dumps({"instances": [good]}).encode(),
          404, "version 19990101"),
         ("GET", "/v2/whatever", None, 404, "unknown path"),
+        ("GET", "/v1/models/ranking/versions/19990101", None, 404, "version 19990101 is not loaded"),
     ]
     for method, path, body, status, message in cases:
         got, _, doc = request(srv, method, path, raw=body)
