@@ -13,6 +13,7 @@ from schemas import Feature, FeatureSpec
 class InputFeature:
     feature: Feature
     cardinality: int  # rows of the embedding table; 0 for numeric features
+    vocabulary: Tuple[str, ...] = ()  # the scene feature's values, index order (multi-domain models)
 
 
 def input_features(spec: FeatureSpec, tft_output) -> List[InputFeature]:
@@ -27,7 +28,9 @@ def input_features(spec: FeatureSpec, tft_output) -> List[InputFeature]:
             size = f.num_buckets
         else:
             size = 0
-        out.append(InputFeature(f, int(size)))
+        vocab = tuple(v.decode() if isinstance(v, bytes) else str(v)
+                      for v in tft_output.vocabulary_by_name(f.name)) if f.kind == "scene" else ()
+        out.append(InputFeature(f, int(size), vocab))
     return out
 
 

@@ -14,6 +14,9 @@ MODELS = {
     "omoe": ("trainer.models.mmoe", "build_omoe"),
     "ple": ("trainer.models.ple", "build_ple"),
     "aitm": ("trainer.models.aitm", "build_aitm"),
+    # multi-domain (multi-scene) backbones; any multi-task middle above except aitm sits on them
+    "transfer": ("trainer.models.transfer", "build_transfer"),
+    "star": ("trainer.models.star", "build_star"),
 }
 
 

@@ -7,7 +7,7 @@ the sample selection bias and data sparsity of a click-only CVR model.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import tf_keras as keras
 
@@ -19,4 +19,9 @@ def build_esmm(features: List[InputFeature], tower_dnn_hidden_units: Sequence[in
                dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("ESMM", task_names)
     inputs, shared = bottom(features, l2_embedding)
-    return keras.Model(inputs, esmm_heads({t: shared for t in tasks}, tower_dnn_hidden_units, dropout), name="esmm")
+    return keras.Model(inputs, esmm_heads(esmm_middle(shared, tasks), tower_dnn_hidden_units, dropout), name="esmm")
+
+
+def esmm_middle(x, tasks: List[str]) -> Dict[str, object]:
+    """ESMM's towers share the embeddings and nothing else."""
+    return {t: x for t in tasks}

@@ -8,7 +8,7 @@ can be read off the model.
 from __future__ import annotations
 
 import functools
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import tf_keras as keras
 
@@ -23,17 +23,23 @@ def build_mmoe(features: List[InputFeature], num_experts: int = 4, expert_dnn_hi
                one_gate: bool = False) -> keras.Model:
     tasks = check_tasks("OMoE" if one_gate else "MMoE", task_names)
     inputs, shared = bottom(features, l2_embedding)
-    experts = Experts(num_experts, expert_dnn_hidden_units, dropout, name="experts")(shared)
-    if one_gate:
-        gate = Gate(num_experts, gate_dnn_hidden_units, name="gate")(shared)
-        mixed = ExpertMix(name="mix")([experts, gate])
-        task_inputs = {t: mixed for t in tasks}
-    else:
-        task_inputs = {t: ExpertMix(name=f"mix_{t}")([experts, Gate(num_experts, gate_dnn_hidden_units,
-                                                                     name=f"gate_{t}")(shared)])
-                       for t in tasks}
+    task_inputs = mmoe_middle(shared, tasks, num_experts, expert_dnn_hidden_units, gate_dnn_hidden_units, dropout,
+                              one_gate)
     return keras.Model(inputs, esmm_heads(task_inputs, tower_dnn_hidden_units, dropout),
                        name="omoe" if one_gate else "mmoe")
 
 
+def mmoe_middle(x, tasks: List[str], num_experts: int = 4, expert_dnn_hidden_units: Sequence[int] = (128,),
+                gate_dnn_hidden_units: Sequence[int] = (), dropout: float = 0.0,
+                one_gate: bool = False) -> Dict[str, object]:
+    """Each task's tower input: its gate's mix of the experts (OMoE: one gate for all tasks)."""
+    experts = Experts(num_experts, expert_dnn_hidden_units, dropout, name="experts")(x)
+    if one_gate:
+        mixed = ExpertMix(name="mix")([experts, Gate(num_experts, gate_dnn_hidden_units, name="gate")(x)])
+        return {t: mixed for t in tasks}
+    return {t: ExpertMix(name=f"mix_{t}")([experts, Gate(num_experts, gate_dnn_hidden_units, name=f"gate_{t}")(x)])
+            for t in tasks}
+
+
 build_omoe = functools.partial(build_mmoe, one_gate=True)
+omoe_middle = functools.partial(mmoe_middle, one_gate=True)

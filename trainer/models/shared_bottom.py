@@ -5,7 +5,7 @@ The baseline the MMoE paper compares against; heads as every model here
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import tf_keras as keras
 
@@ -19,6 +19,12 @@ def build_shared_bottom(features: List[InputFeature], bottom_dnn_hidden_units: S
                         l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("Shared-Bottom", task_names)
     inputs, shared = bottom(features, l2_embedding)
-    x = DNN(bottom_dnn_hidden_units, dropout=dropout, name="shared_bottom")(shared)
-    return keras.Model(inputs, esmm_heads({t: x for t in tasks}, tower_dnn_hidden_units, dropout),
-                       name="shared_bottom")
+    return keras.Model(inputs, esmm_heads(shared_bottom_middle(shared, tasks, bottom_dnn_hidden_units, dropout),
+                                          tower_dnn_hidden_units, dropout), name="shared_bottom")
+
+
+def shared_bottom_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
+                         dropout: float = 0.0) -> Dict[str, object]:
+    """Each task's tower input from the shared representation (also used on multi-domain backbones)."""
+    shared = DNN(bottom_dnn_hidden_units, dropout=dropout, name="shared_bottom")(x)
+    return {t: shared for t in tasks}

@@ -1,0 +1,56 @@
+"""What the multi-domain backbones share: the scene input, the multi-task middles they accept, the heads.
+
+A multi-domain model = backbone (transfer model or STAR) + any multi-task
+middle of the zoo (``multi_task``: how each task's tower input is formed from
+the backbone's representation) + scene-aware towers and the ESMM heads, so one
+served model predicts ctr, cvr and ctcvr for every scene.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from trainer.features import InputFeature
+from trainer.layers import ProbabilityProduct
+from trainer.models.esmm import esmm_middle
+from trainer.models.mmoe import mmoe_middle, omoe_middle
+from trainer.models.ple import ple_middle
+from trainer.models.shared_bottom import shared_bottom_middle
+
+MIDDLES: Dict[str, Callable] = {
+    "esmm": esmm_middle,
+    "shared_bottom": shared_bottom_middle,
+    "mmoe": mmoe_middle,
+    "omoe": omoe_middle,
+    "ple": ple_middle,
+}
+
+
+def scene_feature(features: List[InputFeature]) -> Tuple[InputFeature, int]:
+    """(the scene feature, number of scenes). The Transform's OOV bucket is not a scene."""
+    scenes = [f for f in features if f.feature.kind == "scene"]
+    if len(scenes) != 1:
+        raise ValueError(f"multi-domain models need exactly one feature of kind 'scene' in the feature spec, "
+                         f"found {[f.feature.name for f in scenes]}")
+    f = scenes[0]
+    return f, (len(f.vocabulary) if f.vocabulary else f.cardinality)
+
+
+def middle(name: str, params: Optional[Mapping[str, Any]], x, tasks: List[str]) -> Dict[str, object]:
+    if name not in MIDDLES:
+        raise ValueError(f"multi_task {name!r} cannot sit on a multi-domain backbone; "
+                         f"available: {', '.join(sorted(MIDDLES))}")
+    fn = MIDDLES[name]
+    accepted = [p for p in inspect.signature(fn).parameters if p not in ("x", "shared", "tasks", "one_gate")]
+    unknown = sorted(set(params or {}) - set(accepted))
+    if unknown:
+        raise ValueError(f"multi_task_params {unknown} are not parameters of {name!r}; it takes {accepted} "
+                         "(towers are the multi-domain model's own parameters)")
+    return fn(x, tasks, **dict(params or {}))
+
+
+def sigmoid_heads(logits: Dict[str, object]) -> Dict[str, object]:
+    import tf_keras as keras
+    heads = {t: keras.layers.Activation("sigmoid", name=t)(logit) for t, logit in logits.items()}
+    heads["ctcvr"] = ProbabilityProduct(name="ctcvr")([heads["ctr"], heads["cvr"]])
+    return heads

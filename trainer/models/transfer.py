@@ -1,0 +1,80 @@
+"""The multi-domain transfer model of seeds/000 part 1 (see MODELS.md section 1).
+
+- Embeddings: feature j has a shared embedding and, per scene, a small
+  scene-specific one; e^j = concat(e_c^j, e_d^j). Numeric features enter as
+  their (normalised) value, shared by all scenes.
+- Per-scene feature attention: a three-layer sigmoid gate per scene and
+  feature, g^j = a^j * e^j (layers named ``attention_<feature>``; their second
+  output is a^j, read by ``attention_by_scene``).
+- A multi-task middle from the zoo (``multi_task``: esmm, shared_bottom, mmoe,
+  omoe, ple) forms each task's tower input from concat(g^j).
+- Per head, a shared tower plus a scene-specific tower, combined with
+  per-scene output weights into the head's logit (``DomainTower``).
+The per-scene losses and the Wasserstein regulariser are training-time terms:
+``trainer.adversarial.DomainAdversarialModel``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import tf_keras as keras
+
+from trainer.features import InputFeature, build_inputs
+from trainer.layers import DomainEmbedding, DomainIndex, DomainTower, FeatureAttention
+from trainer.models.common import TASKS, check_tasks
+from trainer.models.multi_domain import middle, scene_feature, sigmoid_heads
+
+
+def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
+                   multi_task_params: Optional[Mapping[str, Any]] = None, domain_embedding_dim: int = 4,
+                   attention_hidden_units: Sequence[int] = (16, 16), tower_dnn_hidden_units: Sequence[int] = (128, 64),
+                   domain_tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
+                   l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
+    tasks = check_tasks("The transfer model", task_names)
+    scene, num_domains = scene_feature(features)
+    inputs = build_inputs(features)
+    onehot = DomainIndex(num_domains, name="domain")(inputs[scene.feature.name])
+    gated = []
+    for f in features:
+        name = f.feature.name
+        e = (DomainEmbedding(f.cardinality, f.feature.embedding_dim, domain_embedding_dim, num_domains,
+                             l2=l2_embedding, name=f"emb_{name}")([inputs[name], onehot])
+             if f.feature.is_sparse else inputs[name])
+        g, _ = FeatureAttention(num_domains, attention_hidden_units, name=f"attention_{name}")([e, onehot])
+        gated.append(g)
+    x = keras.layers.Concatenate(name="gated_concat")(gated)
+    logits = {}
+    for task, rep in middle(multi_task, multi_task_params, x, tasks).items():
+        logits[task], _, _ = DomainTower(num_domains, tower_dnn_hidden_units, domain_tower_dnn_hidden_units,
+                                         dropout, name=f"{task}_tower")([rep, onehot])
+    return keras.Model(inputs, sigmoid_heads(logits), name=f"transfer_{multi_task}")
+
+
+def attention_layers(model: keras.Model) -> Dict[str, FeatureAttention]:
+    return {layer.name[len("attention_"):]: layer for layer in model.layers if isinstance(layer, FeatureAttention)}
+
+
+def attention_model(model: keras.Model) -> keras.Model:
+    """inputs -> {feature: a^j (batch, width)}: the per-example attention weights."""
+    return keras.Model(model.inputs, {name: layer.output[1] for name, layer in attention_layers(model).items()})
+
+
+def attention_by_scene(model: keras.Model, batches, scene_input: str, num_domains: int) -> np.ndarray:
+    """Mean attention weight per scene (rows) and feature (columns, ``attention_layers`` order),
+    averaged over the embedding elements and the examples of ``batches`` (feature dicts);
+    NaN for a scene with no example."""
+    probe = attention_model(model)
+    names = list(attention_layers(model))
+    total = np.zeros((num_domains, len(names)))
+    count = np.zeros(num_domains)
+    for x in batches:
+        weights = probe(x, training=False)
+        scene = np.asarray(x[scene_input]).reshape(-1)
+        per_feature = np.stack([weights[n].numpy().mean(axis=1) for n in names], axis=1)
+        for d in range(num_domains):
+            mask = scene == d
+            total[d] += per_feature[mask].sum(axis=0)
+            count[d] += mask.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count[:, None]
