@@ -136,19 +136,37 @@ class DomainAdversarialModel(MultiTaskModel):
         shared, specific, onehot = [tf.stop_gradient(t) for t in self._representations(out)]
         penalty = tf.constant(0.0)
         for _ in range(self.critic_steps):
-            with tf.GradientTape() as tape:
-                d_c, d_s, d_t = self.distances(shared, specific, onehot, reduce_targets=False)
-                objective = tf.reduce_sum(d_c) + d_s + tf.reduce_sum(d_t)
-                loss = -objective
-                if self.lipschitz == "gradient_penalty":
-                    penalty = self.gradient_penalty(shared, specific, onehot)
-                    loss += self.gradient_penalty_weight * penalty
-            variables = self.critic.trainable_variables
-            self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            if self.lipschitz == "clip":
-                for v in variables:
-                    v.assign(tf.clip_by_value(v, -self.clip_value, self.clip_value))
+            penalty = self._critic_step(shared, specific, onehot)
         return {"critic_gradient_penalty": penalty}
+
+    def _critic_step(self, shared: tf.Tensor, specific: tf.Tensor, onehot: tf.Tensor) -> tf.Tensor:
+        """One ascent step on every distance estimate; returns the gradient penalty (0 if clipping)."""
+        penalty = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            d_c, d_s, d_t = self.distances(shared, specific, onehot, reduce_targets=False)
+            loss = -(tf.reduce_sum(d_c) + d_s + tf.reduce_sum(d_t))
+            if self.lipschitz == "gradient_penalty":
+                penalty = self.gradient_penalty(shared, specific, onehot)
+                loss += self.gradient_penalty_weight * penalty
+        variables = self.critic.trainable_variables
+        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        if self.lipschitz == "clip":
+            for v in variables:
+                v.assign(tf.clip_by_value(v, -self.clip_value, self.clip_value))
+        return penalty
+
+    def fit_critic(self, x, steps: int) -> Dict[str, float]:
+        """Trains only the critic, ``steps`` steps on the model's current representations of x
+        (the model does not move), and returns its estimates {d_c, d_s, d_t}: a converged
+        critic's D_c is the Wasserstein distance the regulariser is shrinking."""
+        out = self.model(x, training=False)
+        shared, specific, onehot = self._representations(out)
+        if not self.critic.built:
+            self.critic.build((None, shared.shape[-1]))
+        step = tf.function(self._critic_step)
+        for _ in range(int(steps)):
+            step(shared, specific, onehot)
+        return {k: float(v) for k, v in zip(("d_c", "d_s", "d_t"), self.distances(shared, specific, onehot))}
 
     # ---- the critic's estimates ---------------------------------------------------------------
     def _representations(self, out):

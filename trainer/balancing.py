@@ -22,7 +22,7 @@ model, so nothing here is needed at serving time.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -91,15 +91,25 @@ class MultiTaskModel(keras.Model):
             task_losses = self._task_losses(y, out, sw)  # per task, recorded on the tape for GradNorm
             losses = tf.stack(task_losses)
             reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
-            total = self._combine(losses) + reg
+            extra_loss, extra_logs = self._extra_loss(out)
+            total = self._combine(losses) + reg + extra_loss
         extra = [self.log_vars] if self.log_vars is not None else []
         grads = tape.gradient(total, model_vars + extra)
         if self.method == "gradnorm":
             self._gradnorm_update(tape, task_losses, model_vars)
             del tape
+        extra_logs.update(self._after_gradients(out))
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, model_vars + extra) if g is not None])
-        return self._logs(total, losses, y, out)
+        return dict(self._logs(total, losses, y, out), **extra_logs)
+
+    def _extra_loss(self, out) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """A further training-only loss term and its logs (the domain-adversarial subclass's hook)."""
+        return tf.constant(0.0), {}
+
+    def _after_gradients(self, out) -> Dict[str, tf.Tensor]:
+        """Runs after the model's gradients are taken, before they are applied (critic steps)."""
+        return {}
 
     def test_step(self, data):
         x, y = data[0], data[1]
@@ -107,7 +117,8 @@ class MultiTaskModel(keras.Model):
         out = self.model(x, training=False)
         losses = tf.stack(self._task_losses(y, out, sw))
         reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
-        return self._logs(self._combine(losses) + reg, losses, y, out)
+        extra_loss, extra_logs = self._extra_loss(out)
+        return dict(self._logs(self._combine(losses) + reg + extra_loss, losses, y, out), **extra_logs)
 
     def _shared_variables(self, per_task: List[List[Optional[tf.Tensor]]], variables) -> List[int]:
         """Indices of variables every task's loss reaches (decided at trace time: None is static)."""

@@ -19,9 +19,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
-from trainer.balancing import MultiTaskModel  # noqa: E402
 from trainer.input_fn import TrainingInputs, training_inputs  # noqa: E402
 from trainer.models import build_model  # noqa: E402
+from trainer.models.transfer import attention_summary  # noqa: E402
+from trainer.training_model import training_model  # noqa: E402
 
 
 
@@ -88,10 +89,7 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
 
     model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
-    balancing = dict(config.get("loss_balancing") or {})
-    trainable = MultiTaskModel(model, loss_weights, method=balancing.get("method", "fixed"),
-                               gradnorm_alpha=float(balancing.get("gradnorm_alpha", 1.5)),
-                               weight_learning_rate=float(balancing.get("weight_learning_rate", 0.025)))
+    trainable = training_model(model, inputs.features, config)
     trainable.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
                       metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
     t0 = time.time()
@@ -101,6 +99,9 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     export_serving_model(model, inputs, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2),
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    attention = attention_summary(model, eval_ds, inputs.features)
+    if attention:
+        summary["attention_by_scene"] = attention
     logging.info("trainer: %s", json.dumps(summary))
     return summary
 

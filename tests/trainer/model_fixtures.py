@@ -18,6 +18,9 @@ SMALL = {
     "ple": {"num_levels": 2, "specific_expert_num": 2, "shared_expert_num": 1, "expert_dnn_hidden_units": [16],
             "tower_dnn_hidden_units": [8]},
     "aitm": {"tower_dnn_hidden_units": [16, 8]},
+    "transfer": {"tower_dnn_hidden_units": [16, 8], "domain_tower_dnn_hidden_units": [8],
+                 "attention_hidden_units": [4, 4]},
+    "star": {"tower_dnn_hidden_units": [16, 8]},
 }
 
 

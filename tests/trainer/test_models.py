@@ -8,7 +8,7 @@ from tests.trainer.model_fixtures import FEATURES, SMALL, batch
 from trainer.layers import CGC, Gate
 from trainer.models import MODELS, build_model
 
-ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple"]
+ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple", "transfer", "star"]
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

@@ -37,7 +37,7 @@ class DomainIndex(keras.layers.Layer):
     the most frequent scene, since Transform vocabularies are frequency
     ordered) instead of by scene-specific parameters nobody trained."""
 
-    def __init__(self, num_domains: int, fallback: int = 0, **kwargs):
+    def __init__(self, num_domains: int, fallback: int = 0, one_hot: bool = True, **kwargs):
         super().__init__(**kwargs)
         if int(num_domains) < 1:
             raise ValueError(f"num_domains must be >= 1, got {num_domains}")
@@ -45,15 +45,18 @@ class DomainIndex(keras.layers.Layer):
             raise ValueError(f"fallback domain {fallback} is not in [0, {num_domains})")
         self.num_domains = int(num_domains)
         self.fallback = int(fallback)
+        self.one_hot = bool(one_hot)
 
     def call(self, inputs):
         idx = tf.reshape(tf.cast(inputs, tf.int64), [-1])
         known = (idx >= 0) & (idx < self.num_domains)
         idx = tf.where(known, idx, tf.constant(self.fallback, tf.int64))
+        if not self.one_hot:  # the cleaned index, (batch, 1), for the scene feature's own embedding
+            return idx[:, None]
         return tf.one_hot(idx, self.num_domains, dtype=self.compute_dtype)
 
     def get_config(self):
-        return dict(super().get_config(), num_domains=self.num_domains, fallback=self.fallback)
+        return dict(super().get_config(), num_domains=self.num_domains, fallback=self.fallback, one_hot=self.one_hot)
 
 
 @keras.utils.register_keras_serializable(package="rankpipe")

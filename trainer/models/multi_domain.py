@@ -36,6 +36,20 @@ def scene_feature(features: List[InputFeature]) -> Tuple[InputFeature, int]:
     return f, (len(f.vocabulary) if f.vocabulary else f.cardinality)
 
 
+def scene_inputs(features: List[InputFeature]):
+    """(raw keras inputs, the inputs the layers read, scene one-hot). The layers read the scene
+    through ``DomainIndex``, so an unknown scene is the most frequent one everywhere, its
+    embedding included."""
+    from trainer.features import build_inputs
+    from trainer.layers import DomainIndex
+    scene, num_domains = scene_feature(features)
+    inputs = build_inputs(features)
+    name = scene.feature.name
+    onehot = DomainIndex(num_domains, name="domain")(inputs[name])
+    cleaned = dict(inputs, **{name: DomainIndex(num_domains, one_hot=False, name="scene_index")(inputs[name])})
+    return inputs, cleaned, onehot
+
+
 def middle(name: str, params: Optional[Mapping[str, Any]], x, tasks: List[str]) -> Dict[str, object]:
     if name not in MIDDLES:
         raise ValueError(f"multi_task {name!r} cannot sit on a multi-domain backbone; "

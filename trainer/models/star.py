@@ -18,10 +18,10 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import tf_keras as keras
 
-from trainer.features import InputFeature, build_inputs, embed
-from trainer.layers import DNN, DomainDNN, DomainIndex, PartitionedNorm
+from trainer.features import InputFeature, embed
+from trainer.layers import DNN, DomainDNN, PartitionedNorm
 from trainer.models.common import TASKS, check_tasks
-from trainer.models.multi_domain import middle, scene_feature, sigmoid_heads
+from trainer.models.multi_domain import middle, scene_feature, scene_inputs, sigmoid_heads
 
 
 def build_star(features: List[InputFeature], multi_task: str = "esmm",
@@ -29,10 +29,9 @@ def build_star(features: List[InputFeature], multi_task: str = "esmm",
                tower_dnn_hidden_units: Sequence[int] = (128, 64), aux_dnn_hidden_units: Sequence[int] = (16,),
                dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("STAR", task_names)
-    scene, num_domains = scene_feature(features)
-    inputs = build_inputs(features)
-    onehot = DomainIndex(num_domains, name="domain")(inputs[scene.feature.name])
-    shared, _ = embed(features, inputs, l2=l2_embedding)
+    _, num_domains = scene_feature(features)
+    inputs, read, onehot = scene_inputs(features)
+    shared, _ = embed(features, read, l2=l2_embedding)
     x = PartitionedNorm(num_domains, name="partitioned_norm")([shared, onehot])
     # one-hot times a bias-free kernel: the scene indicator's embedding
     scene_embedding = keras.layers.Dense(4, use_bias=False, name="aux_scene_embedding")(onehot)

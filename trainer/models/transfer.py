@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tf_keras as keras
 
-from trainer.features import InputFeature, build_inputs
-from trainer.layers import DomainEmbedding, DomainIndex, DomainTower, FeatureAttention
+from trainer.features import InputFeature
+from trainer.layers import DomainEmbedding, DomainTower, FeatureAttention
 from trainer.models.common import TASKS, check_tasks
-from trainer.models.multi_domain import middle, scene_feature, sigmoid_heads
+from trainer.models.multi_domain import middle, scene_feature, scene_inputs, sigmoid_heads
 
 
 def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
@@ -32,15 +32,14 @@ def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
                    domain_tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
                    l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("The transfer model", task_names)
-    scene, num_domains = scene_feature(features)
-    inputs = build_inputs(features)
-    onehot = DomainIndex(num_domains, name="domain")(inputs[scene.feature.name])
+    _, num_domains = scene_feature(features)
+    inputs, read, onehot = scene_inputs(features)
     gated = []
     for f in features:
         name = f.feature.name
         e = (DomainEmbedding(f.cardinality, f.feature.embedding_dim, domain_embedding_dim, num_domains,
-                             l2=l2_embedding, name=f"emb_{name}")([inputs[name], onehot])
-             if f.feature.is_sparse else inputs[name])
+                             l2=l2_embedding, name=f"emb_{name}")([read[name], onehot])
+             if f.feature.is_sparse else read[name])
         g, _ = FeatureAttention(num_domains, attention_hidden_units, name=f"attention_{name}")([e, onehot])
         gated.append(g)
     x = keras.layers.Concatenate(name="gated_concat")(gated)
@@ -78,3 +77,17 @@ def attention_by_scene(model: keras.Model, batches, scene_input: str, num_domain
             count[d] += mask.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / count[:, None]
+
+
+def attention_summary(model: keras.Model, dataset, features: List[InputFeature],
+                      max_batches: int = 20) -> Dict[str, Dict[str, float]]:
+    """{scene name: {feature: mean attention weight}} on up to ``max_batches`` batches of
+    (features, labels); {} for a model without feature attention. The Trainer logs it and
+    writes it to train_summary.json, the figure the seed reports."""
+    if not attention_layers(model):
+        return {}
+    scene, num_domains = scene_feature(features)
+    names = scene.vocabulary or tuple(str(d) for d in range(num_domains))
+    table = attention_by_scene(model, (x for x, _ in dataset.take(max_batches)), scene.feature.name, num_domains)
+    return {names[d]: {f: round(float(w), 4) for f, w in zip(attention_layers(model), table[d])}
+            for d in range(num_domains) if not np.isnan(table[d]).all()}
