@@ -189,10 +189,11 @@ def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, tu
                 for h in HEADS} for s in runs[0]}
 
 
-def table(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str, Dict[str, float]]) -> str:
+def table(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str, Dict[str, float]],
+          slices: List[str] = None) -> str:
     lines = ["| model | slice | " + " | ".join(f"{h} AUC" for h in HEADS) + " |",
              "|---|---|" + "---|" * len(HEADS)]
-    for s in orc:
+    for s in slices or list(orc):
         lines.append(f"| **oracle** | {s} | " + " | ".join(f"{orc[s][h]:.4f}" for h in HEADS) + " |")
         for model, summary in results.items():
             lines.append(f"| {model} | {s} | " + " | ".join(

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.balancing import MultiTaskModel
+from trainer.balancing import MultiTaskModel, weighted_bce
 from trainer.layers import DNN, DomainTower
 
 SCENE_LOSSES = ("per_scene_mean", "pooled")
@@ -107,6 +107,8 @@ class DomainAdversarialModel(MultiTaskModel):
         n_targets = len(self.targets)
         self.critic = keras.Sequential([DNN(critic_hidden_units, name="critic_hidden"),
                                         keras.layers.Dense(2 * n_targets + 1, name="critic_out")], name="critic")
+        # Built here, not on first use: under tf.distribute variables cannot be created inside a step.
+        self.critic.build((None, int(full.output["shared_representation"].shape[-1])))
         self.critic_optimizer = keras.optimizers.Adam(float(critic_learning_rate), beta_1=0.5, beta_2=0.9)
 
     # ---- losses -------------------------------------------------------------------------------
@@ -114,18 +116,10 @@ class DomainAdversarialModel(MultiTaskModel):
         if self.scene_loss == "pooled":
             return super()._task_losses(y, out, sample_weight)
         onehot = out["domain"]
-        losses = []
-        for h in self.heads:
-            per_example = keras.losses.binary_crossentropy(tf.reshape(y[h], [-1, 1]), tf.reshape(out[h], [-1, 1]))
-            if sample_weight is not None:
-                per_example = per_example * tf.reshape(tf.cast(sample_weight, per_example.dtype), [-1])
-            losses.append(per_scene_mean(per_example, onehot))
-        return losses
+        return [per_scene_mean(weighted_bce(y[h], out[h], sample_weight), onehot) for h in self.heads]
 
     def _extra_loss(self, out) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         shared, specific, onehot = self._representations(out)
-        if not self.critic.built:
-            self.critic.build((None, shared.shape[-1]))
         d_c, d_s, d_t = self.distances(shared, specific, onehot)
         logs = {"d_c": d_c, "d_s": d_s, "d_t": d_t}
         if self.adversarial_weight == 0.0:
@@ -148,6 +142,7 @@ class DomainAdversarialModel(MultiTaskModel):
             if self.lipschitz == "gradient_penalty":
                 penalty = self.gradient_penalty(shared, specific, onehot)
                 loss += self.gradient_penalty_weight * penalty
+            loss = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
         variables = self.critic.trainable_variables
         self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         if self.lipschitz == "clip":
@@ -161,8 +156,6 @@ class DomainAdversarialModel(MultiTaskModel):
         critic's D_c is the Wasserstein distance the regulariser is shrinking."""
         out = self.model(x, training=False)
         shared, specific, onehot = self._representations(out)
-        if not self.critic.built:
-            self.critic.build((None, shared.shape[-1]))
         step = tf.function(self._critic_step)
         for _ in range(int(steps)):
             step(shared, specific, onehot)

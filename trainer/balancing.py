@@ -30,6 +30,21 @@ import tf_keras as keras
 METHODS = ("fixed", "uncertainty", "gradnorm")
 
 
+def weighted_bce(y, p, sample_weight=None) -> tf.Tensor:
+    """Per-example binary cross-entropy (batch,), times the sample weight if any."""
+    per_example = keras.losses.binary_crossentropy(tf.reshape(y, [-1, 1]), tf.reshape(p, [-1, 1]))
+    if sample_weight is not None:
+        per_example = per_example * tf.reshape(tf.cast(sample_weight, per_example.dtype), [-1])
+    return per_example
+
+
+def _replica_mean(logs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Logs divided by the number of replicas: Keras sums step logs over replicas (``reduce_per_replica``,
+    "auto"), so what it reports is the replicas' mean (metric results, already global, stay as they are)."""
+    n = tf.distribute.get_strategy().num_replicas_in_sync
+    return logs if n == 1 else {k: tf.cast(v, tf.float32) / n for k, v in logs.items()}
+
+
 class MultiTaskModel(keras.Model):
 
     def __init__(self, model: keras.Model, loss_weights: Dict[str, float], method: str = "fixed",
@@ -46,23 +61,25 @@ class MultiTaskModel(keras.Model):
         self.method = method
         self.gradnorm_alpha = float(gradnorm_alpha)
         self.weight_learning_rate = float(weight_learning_rate)
-        self._bce = keras.losses.BinaryCrossentropy()
         n = len(self.heads)
         initial = tf.constant([float(loss_weights[h]) for h in self.heads])
         if method == "gradnorm":
             initial = initial * n / tf.reduce_sum(initial)
-        self.task_weights = tf.Variable(initial, trainable=False, name="task_weights")
+        # Assigned inside train_step, i.e. per replica under tf.distribute: replica 0's value is kept.
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.task_weights = tf.Variable(initial, trainable=False, name="task_weights", aggregation=first)
         self.log_vars: Optional[tf.Variable] = None
         if method == "uncertainty":
             self.log_vars = tf.Variable(tf.zeros([n]), trainable=True, name="log_vars")
-        self.initial_losses = tf.Variable(tf.zeros([n]), trainable=False, name="initial_losses")
-        self._has_initial = tf.Variable(False, trainable=False, name="has_initial_losses")
+        self.initial_losses = tf.Variable(tf.zeros([n]), trainable=False, name="initial_losses", aggregation=first)
+        self._has_initial = tf.Variable(False, trainable=False, name="has_initial_losses", aggregation=first)
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
 
     def _task_losses(self, y, out, sample_weight=None) -> List[tf.Tensor]:
-        return [self._bce(y[h], out[h], sample_weight=sample_weight) for h in self.heads]
+        """Per head, the replica's mean cross-entropy (sample weights scale, as in Keras' SUM_OVER_BATCH_SIZE)."""
+        return [tf.reduce_mean(weighted_bce(y[h], out[h], sample_weight)) for h in self.heads]
 
     def _combine(self, losses: tf.Tensor) -> tf.Tensor:
         if self.method == "uncertainty":
@@ -93,15 +110,17 @@ class MultiTaskModel(keras.Model):
             reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
             extra_loss, extra_logs = self._extra_loss(out)
             total = self._combine(losses) + reg + extra_loss
+            # Replicas' gradients are summed: each replica's mean loss counts 1/N (Keras' built-in scaling).
+            scaled = total / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, total.dtype)
         extra = [self.log_vars] if self.log_vars is not None else []
-        grads = tape.gradient(total, model_vars + extra)
+        grads = tape.gradient(scaled, model_vars + extra)
         if self.method == "gradnorm":
             self._gradnorm_update(tape, task_losses, model_vars)
             del tape
         extra_logs.update(self._after_gradients(out))
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, model_vars + extra) if g is not None])
-        return dict(self._logs(total, losses, y, out), **extra_logs)
+        return _replica_mean(dict(self._logs(total, losses, y, out), **extra_logs))
 
     def _extra_loss(self, out) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         """A further training-only loss term and its logs (the domain-adversarial subclass's hook)."""
@@ -118,7 +137,7 @@ class MultiTaskModel(keras.Model):
         losses = tf.stack(self._task_losses(y, out, sw))
         reg = tf.add_n(self.model.losses) if self.model.losses else tf.constant(0.0)
         extra_loss, extra_logs = self._extra_loss(out)
-        return dict(self._logs(self._combine(losses) + reg + extra_loss, losses, y, out), **extra_logs)
+        return _replica_mean(dict(self._logs(self._combine(losses) + reg + extra_loss, losses, y, out), **extra_logs))
 
     def _shared_variables(self, per_task: List[List[Optional[tf.Tensor]]], variables) -> List[int]:
         """Indices of variables every task's loss reaches (decided at trace time: None is static)."""

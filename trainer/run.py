@@ -19,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
+from trainer import distribution  # noqa: E402
 from trainer.input_fn import TrainingInputs, training_inputs  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.models.transfer import attention_summary  # noqa: E402
@@ -75,6 +76,7 @@ class _Progress(keras.callbacks.Callback):
 def train(train_files: List[str], eval_files: List[str], transform_output: str, serving_model_dir: str,
           config: Dict[str, Any]) -> Dict[str, Any]:
     tf.keras.utils.set_random_seed(int(config.get("seed", 0)))
+    strategy, dist = distribution.choose(config)
     inputs = training_inputs(config.get("feature_spec_path") or FEATURE_SPEC_PATH, transform_output)
     heads: Dict[str, Dict[str, Any]] = config["heads"]
     loss_weights: Dict[str, float] = config["loss_weights"]
@@ -87,17 +89,23 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)),
                               shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
     eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
+    if dist["replicas"] > 1:
+        options = distribution.distribute_options(dist["shard_policy"])
+        train_ds, eval_ds = train_ds.with_options(options), eval_ds.with_options(options)
 
-    model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
-    trainable = training_model(model, inputs.features, config)
-    trainable.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
-                      metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
+    with strategy.scope():
+        model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
+        trainable = training_model(model, inputs.features, config)
+        trainable.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
+                          metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
     t0 = time.time()
     history = trainable.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
                         callbacks=[_Progress()])
     elapsed = time.time() - t0
-    export_serving_model(model, inputs, serving_model_dir)
-    summary = {"train_seconds": round(elapsed, 2),
+    target = distribution.write_dir(serving_model_dir, dist["chief"])
+    export_serving_model(model, inputs, target)
+    distribution.discard(target, serving_model_dir)
+    summary = {"train_seconds": round(elapsed, 2), "distribution": dist,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     attention = attention_summary(model, eval_ds, inputs.features)
     if attention:
@@ -111,5 +119,6 @@ def run_fn(fn_args) -> None:
     config = dict(fn_args.custom_config or {})
     summary = train(fn_args.train_files, fn_args.eval_files, fn_args.transform_output,
                     fn_args.serving_model_dir, config)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "train_summary.json"), "w") as fh:
-        fh.write(json.dumps(summary, indent=2))
+    if summary["distribution"]["chief"]:
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "train_summary.json"), "w") as fh:
+            fh.write(json.dumps(summary, indent=2))

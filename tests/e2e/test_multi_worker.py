@@ -1,0 +1,118 @@
+"""Multi-worker training: two CPU workers on localhost (MultiWorkerMirroredStrategy over gRPC) against
+one worker, on the pipeline's day-1 output, through the worker entry point (``python -m trainer.worker``)."""
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline_components.config import REPO_ROOT
+from tests.e2e.test_airflow_dag import _artifact_dir
+
+pytestmark = pytest.mark.e2e
+TIMEOUT_S = 420
+TRANSFER = ('trainer.model_params={"multi_task": "esmm", "tower_dnn_hidden_units": [32], '
+            '"domain_tower_dnn_hidden_units": [32], "attention_hidden_units": [8, 8]}')
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_worker(home, out, log, tf_config, sets):
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config,
+               CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "trainer.worker",
+           "--examples", _artifact_dir(home, "LogJoinExampleGen", "examples"),
+           "--transform-output", _artifact_dir(home, "Transform", "transform_graph"),
+           "--serving-model-dir", out, "--set", "trainer.epochs=1"] + [a for s in sets for a in ("--set", s)]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def finish(procs, logs):
+    for p, log in zip(procs, logs):
+        try:
+            rc = p.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"worker timed out after {TIMEOUT_S}s; log: {log}")
+        if rc != 0:
+            with open(log) as fh:
+                tail = fh.read()[-3000:]
+            pytest.fail(f"worker exited {rc}; end of {log}:\n{tail}")
+
+
+def train_both(home, tmp_path, sets):
+    """(single-worker result dir, chief's result dir, non-chief's target dir)."""
+    single = str(tmp_path / "single")
+    finish([start_worker(home, single, str(tmp_path / "single.log"), "", sets)], [str(tmp_path / "single.log")])
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    outs = [str(tmp_path / f"worker{i}") for i in range(2)]
+    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
+    procs = [start_worker(home, outs[i], logs[i], json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                          sets) for i in range(2)]
+    finish(procs, logs)
+    return single, outs[0], outs[1]
+
+
+def summary(path):
+    with open(os.path.join(path, "train_summary.json")) as fh:
+        return json.load(fh)
+
+
+def predictions(model_dir, records):
+    out = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(records))
+    return {k: v.numpy().ravel() for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def eval_records(day1, home):
+    files = glob.glob(os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(500)]
+
+
+def test_two_cpu_workers_train_the_same_model_as_one(day1, home, tmp_path, eval_records):
+    """Same global batches (shard_policy data), gradients summed over replicas: the two-worker
+    model is the one-worker model up to float summation order."""
+    single, chief, other = train_both(home, tmp_path, ["trainer.shuffle_buffer=2000"])
+    one, two = summary(single), summary(chief)
+    assert one["distribution"]["strategy"] == "default" and one["distribution"]["replicas"] == 1
+    assert two["distribution"] == dict(two["distribution"], strategy="multi_worker", replicas=2, workers=2,
+                                       chief=True)
+    assert not os.path.exists(other), "only the chief may write the served model"
+    for key in ("loss", "ctr_loss", "ctcvr_loss", "val_loss", "val_ctr_ctr_auc"):
+        np.testing.assert_allclose(two["history"][key], one["history"][key], rtol=1e-4, err_msg=key)
+    a, b = predictions(single, eval_records), predictions(chief, eval_records)
+    for head in ("ctr", "cvr", "ctcvr"):
+        np.testing.assert_allclose(b[head], a[head], rtol=1e-3, atol=1e-5, err_msg=head)
+    assert np.std(a["ctr"]) > 1e-3, "the model did not learn anything to compare"
+
+
+def test_the_transfer_model_with_its_critic_trains_on_two_workers(day1, home, tmp_path, eval_records):
+    """Per-scene losses and the Wasserstein term are per replica (each replica's scene means and
+    critic estimates), so two workers come close to one worker, not bit for bit."""
+    sets = ["trainer.model=transfer", TRANSFER, "trainer.multi_domain.critic_steps=1",
+            "trainer.shuffle_buffer=2000"]
+    single, chief, _ = train_both(home, tmp_path, sets)
+    one, two = summary(single), summary(chief)
+    assert two["distribution"]["strategy"] == "multi_worker"
+    assert set(two["attention_by_scene"]) == set(one["attention_by_scene"])
+    for key in ("val_ctr_ctr_auc", "val_ctcvr_ctcvr_auc"):
+        assert abs(two["history"][key][0] - one["history"][key][0]) < 0.01, key
+    a, b = predictions(single, eval_records), predictions(chief, eval_records)
+    for head in ("ctr", "ctcvr"):
+        assert np.corrcoef(a[head], b[head])[0, 1] > 0.95, head
+        assert np.max(np.abs(a[head] - b[head])) < 0.05, head
