@@ -78,7 +78,7 @@ class DomainAdversarialModel(MultiTaskModel):
 
     def __init__(self, model: keras.Model, loss_weights: Dict[str, float], scene_vocabulary: Sequence[str] = (),
                  source_scene: Optional[str] = None, scene_loss: str = "per_scene_mean",
-                 adversarial_weight: float = 0.1, critic_steps: int = 5, lipschitz: str = "gradient_penalty",
+                 adversarial_weight: float = 0.01, critic_steps: int = 5, lipschitz: str = "gradient_penalty",
                  gradient_penalty_weight: float = 10.0, clip_value: float = 0.01,
                  critic_hidden_units: Sequence[int] = (64,), critic_learning_rate: float = 1e-3, **kwargs):
         full = representation_model(model)
