@@ -119,6 +119,11 @@ def run_fn(fn_args) -> None:
     config = dict(fn_args.custom_config or {})
     summary = train(fn_args.train_files, fn_args.eval_files, fn_args.transform_output,
                     fn_args.serving_model_dir, config)
+    write_summary(fn_args.model_run_dir, summary)
+
+
+def write_summary(directory: str, summary: Dict[str, Any]) -> None:
+    """``train_summary.json`` in ``directory``, by the chief only (every worker has the same summary)."""
     if summary["distribution"]["chief"]:
-        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "train_summary.json"), "w") as fh:
+        with tf.io.gfile.GFile(os.path.join(directory, "train_summary.json"), "w") as fh:
             fh.write(json.dumps(summary, indent=2))

@@ -57,7 +57,7 @@ def main(argv: List[str] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     from pipeline_components.config import load_config
-    from trainer.run import train
+    from trainer.run import train, write_summary
 
     overrides = parse_sets(args.set)
     if set(overrides) - {"trainer"}:
@@ -70,9 +70,7 @@ def main(argv: List[str] = None) -> None:
     summary = train([os.path.join(d, "Split-train", "*") for d in args.examples],
                     [os.path.join(d, "Split-eval", "*") for d in args.examples],
                     args.transform_output, args.serving_model_dir, trainer)
-    if summary["distribution"]["chief"]:
-        with open(os.path.join(args.serving_model_dir, "train_summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2)
+    write_summary(args.serving_model_dir, summary)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,15 @@ def test_day1_is_joined_for_its_span_blessed_and_pushed(day1):
     assert runs[0].pushed_destination == os.path.join(day1.serving_dir, DAY1.strftime("%Y%m%d"))
 
 
+
+def test_the_trainer_task_writes_its_summary_on_one_device(day1, home):
+    """run_fn's train_summary.json: the strategy chosen (no TF_CONFIG, no GPU: one device) and a history."""
+    with open(os.path.join(_artifact_dir(home, "Trainer", "model_run"), "train_summary.json")) as fh:
+        summary = json.load(fh)
+    assert summary["distribution"] == dict(summary["distribution"], strategy="default", replicas=1, chief=True)
+    assert len(summary["history"]["loss"]) == day1.trainer["epochs"]
+
+
 def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_to_the_report(day1, home):
     [run] = report.collect_runs(day1)
     with open(os.path.join(run.report_uri, "report.json")) as fh:

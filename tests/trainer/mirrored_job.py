@@ -1,0 +1,51 @@
+"""Trains one small model twice in one process, on one device and with MirroredStrategy over two
+logical CPUs (the in-process multi-replica path a multi-GPU machine takes), and prints both
+results as JSON. Run as a subprocess: logical devices must be set before TensorFlow starts."""
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import tf_keras as keras  # noqa: E402
+
+from tests.trainer.model_fixtures import FEATURES, SMALL, batch  # noqa: E402
+from trainer.models import build_model  # noqa: E402
+from trainer.training_model import training_model  # noqa: E402
+
+
+def labels(n, seed):
+    rng = np.random.default_rng(seed)
+    click = (rng.random((n, 1)) < 0.3).astype("float32")
+    return {"ctr": click, "ctcvr": click * (rng.random((n, 1)) < 0.3).astype("float32")}
+
+
+def run(strategy, model_name, method):
+    tf.keras.utils.set_random_seed(0)
+    x, y = batch(1024, seed=1), labels(1024, seed=1)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(256)
+    config = {"loss_weights": {"ctr": 1.0, "ctcvr": 1.0}, "loss_balancing": {"method": method},
+              "multi_domain": {"critic_steps": 1}}
+    with strategy.scope():
+        model = build_model(model_name, FEATURES, SMALL[model_name])
+        trainable = training_model(model, FEATURES, config)
+        trainable.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = trainable.fit(ds, epochs=2, verbose=0).history
+    pred = model.predict(batch(128, seed=2), verbose=0)
+    return {"replicas": strategy.num_replicas_in_sync,
+            "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+            "ctr": pred["ctr"].ravel().tolist(),
+            "task_weights": [float(w) for w in trainable.effective_weights().numpy()]}
+
+
+if __name__ == "__main__":
+    model_name, method = sys.argv[1], sys.argv[2]
+    one = run(tf.distribute.get_strategy(), model_name, method)
+    two = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), model_name, method)
+    print("RESULT " + json.dumps({"one": one, "two": two}))
