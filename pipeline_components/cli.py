@@ -6,6 +6,7 @@
   rankpipe report                         # per-scene table of every run day
   rankpipe vocab                          # Transform vocabularies of the latest run, with sizes
   rankpipe demo                           # generate 3 days, run each through Airflow, report
+  rankpipe ui                             # the Airflow UI + scheduler on 127.0.0.1:8080, admin password printed once
 """
 from __future__ import annotations
 
@@ -157,6 +158,12 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    from pipeline_components.airflow_ui import run_ui
+    return run_ui(load_config(args.config, args.home), host=args.host, port=args.port,
+                  reset_password=args.reset_password)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rankpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="pipeline config YAML (default: $RANKPIPE_CONFIG or configs/pipeline.yaml)")
@@ -196,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--version", type=int, help="the version (YYYYMMDD) to serve")
     g2.add_argument("--unpin", action="store_true", help="remove the pin: serve the newest version again")
     rb.set_defaults(func=cmd_rollback)
+
+    u = sub.add_parser("ui", help="start the Airflow UI and scheduler locally (SQLite, sequential executor)")
+    u.add_argument("--host", default="127.0.0.1", help="bind address of the web server (default 127.0.0.1)")
+    u.add_argument("--port", type=int, default=8080)
+    u.add_argument("--reset-password", action="store_true", help="give the admin user a new generated password")
+    u.set_defaults(func=cmd_ui)
 
     d = sub.add_parser("demo", help="generate logs, run each day through Airflow, print the report")
     d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))

@@ -1,0 +1,157 @@
+"""`rankpipe ui`: the Airflow UI and scheduler on the embedded defaults (SQLite, sequential executor).
+
+Why not `airflow standalone`: it also starts a triggerer, writes the admin
+password to a file in AIRFLOW_HOME where it stays readable, and binds to every
+interface. Here the web server binds to 127.0.0.1 by default, the admin
+password is generated, printed once and never written anywhere (Airflow keeps
+only its hash), and both processes stop together on Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional
+
+from pipeline_components.airflow_local import _airflow_cmd, airflow_env, migrate_db, run_airflow
+from pipeline_components.config import PipelineConfig
+
+ADMIN = "admin"
+
+
+def ui_env(config: PipelineConfig, host: str, port: int) -> Dict[str, str]:
+    env = airflow_env(config)
+    home = env["AIRFLOW_HOME"]
+    env.update({
+        "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": host,
+        "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(port),
+        "AIRFLOW__WEBSERVER__SECRET_KEY": _secret_key(home),  # the scheduler's log server and the UI share it
+        "AIRFLOW__WEBSERVER__WORKERS": "1",                   # two cores: one gunicorn worker is plenty
+        "AIRFLOW__WEBSERVER__WORKER_REFRESH_INTERVAL": "86400",
+        "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "60",
+    })
+    return env
+
+
+def _secret_key(airflow_home: str) -> str:
+    """A random Flask secret, kept across restarts (sessions survive), readable by the owner only."""
+    path = os.path.join(airflow_home, "webserver_secret_key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def admin_exists(env: Dict[str, str]) -> bool:
+    out = run_airflow(["users", "list", "--output", "json"], env).stdout
+    start = out.find("[")
+    users = json.loads(out[start:]) if start >= 0 else []
+    return any(u.get("username") == ADMIN for u in users)
+
+
+def ensure_admin(env: Dict[str, str], reset: bool = False) -> Optional[str]:
+    """Creates the admin user with a generated password and returns it; None if it exists already
+    (its password was shown when it was created). ``reset`` replaces it with a new password."""
+    if admin_exists(env):
+        if not reset:
+            return None
+        run_airflow(["users", "delete", "--username", ADMIN], env)
+    password = secrets.token_urlsafe(12)
+    run_airflow(["users", "create", "--username", ADMIN, "--password", password, "--role", "Admin",
+                 "--firstname", "Ranking", "--lastname", "Admin", "--email", "admin@localhost"], env)
+    return password
+
+
+def wait_healthy(url: str, procs: List[subprocess.Popen], logs: List[str], timeout_s: float) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for p, log in zip(procs, logs):
+            if p.poll() is not None:
+                raise RuntimeError(f"{os.path.basename(log)[:-4]} exited with {p.returncode} while starting; "
+                                   f"see {log}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"the Airflow web server did not answer on {url}/health within {timeout_s:.0f}s; "
+                       f"see {logs[-1]}")
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    with open(path, errors="replace") as fh:
+        return "".join(fh.readlines()[-lines:])
+
+
+def stop(procs: List[subprocess.Popen], grace_s: float = 30) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, reset_password: bool = False,
+           start_timeout_s: float = 300) -> int:
+    env = ui_env(config, host, port)
+    print(f"[ui] Airflow home {env['AIRFLOW_HOME']} (SQLite, SequentialExecutor)", flush=True)
+    migrate_db(env)
+    password = ensure_admin(env, reset=reset_password)
+    if password:
+        print(f"[ui] admin user '{ADMIN}', password: {password}", flush=True)
+        print("[ui] this password is shown once and not stored; `rankpipe ui --reset-password` makes a new one",
+              flush=True)
+    else:
+        print(f"[ui] admin user '{ADMIN}' exists (its password was shown when it was created; "
+              "`rankpipe ui --reset-password` makes a new one)", flush=True)
+    log_dir = os.path.join(env["AIRFLOW_HOME"], "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    procs, logs = [], []
+    for name in ("scheduler", "webserver"):
+        log = os.path.join(log_dir, f"{name}.out")
+        with open(log, "w") as fh:
+            procs.append(subprocess.Popen(_airflow_cmd() + [name], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        logs.append(log)
+    url = f"http://{host}:{port}"
+    stopping = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stopping["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"[ui] starting the scheduler and the web server (logs: {log_dir}/scheduler.out, webserver.out)",
+              flush=True)
+        wait_healthy(url, procs, logs, start_timeout_s)
+        print(f"[ui] ready: {url} (DAGs: {config.pipeline_name}; new DAGs start paused). Ctrl-C stops both.",
+              flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        dead = next(log for p, log in zip(procs, logs) if p.poll() is not None)
+        print(f"[ui] {os.path.basename(dead)[:-4]} stopped unexpectedly; see {dead}:\n{_tail(dead)}",
+              file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("[ui] stopping", flush=True)
+        return 0
+    finally:
+        stop(procs)
+        signal.signal(signal.SIGTERM, previous)
