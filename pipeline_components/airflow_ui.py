@@ -95,6 +95,8 @@ def _tail(path: str, lines: int = 20) -> str:
 
 
 def stop(procs: List[subprocess.Popen], grace_s: float = 30) -> None:
+    """SIGTERM to each (Airflow stops its own children), then SIGKILL to whatever is left of each
+    process group (each was started as a session leader), so nothing outlives the command."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -103,8 +105,12 @@ def stop(procs: List[subprocess.Popen], grace_s: float = 30) -> None:
         try:
             p.wait(timeout=max(deadline - time.time(), 0.1))
         except subprocess.TimeoutExpired:
+            pass
+        try:
             os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, reset_password: bool = False,
@@ -136,7 +142,8 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
         stopping["signal"] = signum
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Both handled explicitly: a process started in the background inherits SIGINT ignored.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"[ui] starting the scheduler and the web server (logs: {log_dir}/scheduler.out, webserver.out)",
               flush=True)
@@ -154,4 +161,5 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
         return 0
     finally:
         stop(procs)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

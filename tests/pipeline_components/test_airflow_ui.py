@@ -54,6 +54,20 @@ def login(url, password):
     return session, resp
 
 
+def processes_of(home):
+    """PIDs whose environment names this home's Airflow (the UI's scheduler, web server and their children)."""
+    marker = f"AIRFLOW_HOME={os.path.join(home, 'airflow')}".encode()
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if marker in fh.read().split(b"\0"):
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
 def files_containing(root, needle):
     hits = []
     for folder, _, files in os.walk(root):
@@ -97,8 +111,15 @@ def test_ui_starts_with_a_generated_password_shows_the_dag_and_stops_cleanly(tmp
             rc = proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
-            pytest.fail("rankpipe ui did not stop within 90 s of Ctrl-C")
-    assert rc == 0
+            rc = None
+        left = processes_of(home)
+        for pid in left:  # never leak a scheduler into the rest of the suite
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert rc == 0, "rankpipe ui did not stop within 90 s of Ctrl-C"
+    assert left == [], "the scheduler or the web server outlived rankpipe ui"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/health", timeout=5)  # the web server went down with it
 
