@@ -128,25 +128,25 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
               "`rankpipe ui --reset-password` makes a new one)", flush=True)
     log_dir = os.path.join(env["AIRFLOW_HOME"], "logs")
     os.makedirs(log_dir, exist_ok=True)
-    procs, logs = [], []
-    for name in ("scheduler", "webserver"):
-        log = os.path.join(log_dir, f"{name}.out")
-        with open(log, "w") as fh:
-            procs.append(subprocess.Popen(_airflow_cmd() + [name], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
-        logs.append(log)
     url = f"http://{host}:{port}"
-    stopping = {"signal": None}
+    procs: List[subprocess.Popen] = []
+    logs: List[str] = []
 
-    def on_signal(signum, _frame):
-        stopping["signal"] = signum
+    def on_signal(_signum, _frame):
         raise KeyboardInterrupt
 
-    # Both handled explicitly: a process started in the background inherits SIGINT ignored.
+    # Both handled explicitly (a process started in the background inherits SIGINT ignored), and
+    # before the children start, so no signal can leave them running without us.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"[ui] starting the scheduler and the web server (logs: {log_dir}/scheduler.out, webserver.out)",
               flush=True)
+        for name in ("scheduler", "webserver"):
+            log = os.path.join(log_dir, f"{name}.out")
+            with open(log, "w") as fh:
+                procs.append(subprocess.Popen(_airflow_cmd() + [name], env=env, stdout=fh,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+            logs.append(log)
         wait_healthy(url, procs, logs, start_timeout_s)
         print(f"[ui] ready: {url} (DAGs: {config.pipeline_name}; new DAGs start paused). Ctrl-C stops both.",
               flush=True)
