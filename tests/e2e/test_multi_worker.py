@@ -3,7 +3,6 @@ one worker, on the pipeline's day-1 output, through the worker entry point (``py
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,21 +12,12 @@ import tensorflow as tf
 
 from pipeline_components.config import REPO_ROOT
 from tests.e2e.test_airflow_dag import _artifact_dir
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 420
 TRANSFER = ('trainer.model_params={"multi_task": "esmm", "tower_dnn_hidden_units": [32], '
             '"domain_tower_dnn_hidden_units": [32], "attention_hidden_units": [8, 8]}')
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def start_worker(home, out, log, tf_config, sets):

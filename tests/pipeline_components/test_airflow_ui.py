@@ -3,7 +3,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,15 +13,10 @@ import requests
 
 from pipeline_components.airflow_ui import ensure_admin, ui_env
 from pipeline_components.config import REPO_ROOT, load_config
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 START_TIMEOUT_S = 360
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_lines(proc):
@@ -80,7 +74,7 @@ def files_containing(root, needle):
 
 
 def test_ui_starts_with_a_generated_password_shows_the_dag_and_stops_cleanly(tmp_path):
-    home, port = str(tmp_path / "home"), free_port()
+    home, [port] = str(tmp_path / "home"), free_ports(1)
     url = f"http://127.0.0.1:{port}"
     cli = os.path.join(os.path.dirname(sys.executable), "rankpipe")
     proc = subprocess.Popen([cli, "--home", home, "ui", "--port", str(port)], cwd=REPO_ROOT, text=True,

@@ -7,7 +7,6 @@ import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -15,15 +14,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import tf_keras as keras  # noqa: E402
 
-from tests.trainer.model_fixtures import FEATURES, SMALL, batch  # noqa: E402
+from tests.trainer.model_fixtures import FEATURES, SMALL, batch, labels  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.training_model import training_model  # noqa: E402
-
-
-def labels(n, seed):
-    rng = np.random.default_rng(seed)
-    click = (rng.random((n, 1)) < 0.3).astype("float32")
-    return {"ctr": click, "ctcvr": click * (rng.random((n, 1)) < 0.3).astype("float32")}
 
 
 def run(strategy, model_name, method):

@@ -28,3 +28,10 @@ def batch(n=256, seed=0):
     rng = np.random.default_rng(seed)
     return {"scene": rng.integers(0, 5, (n, 1)), "item": rng.integers(0, 100, (n, 1)),
             "price": rng.normal(size=(n, 1)).astype("float32")}
+
+
+def labels(n, seed=0):
+    """Click and conversion labels for ``batch``, by head: ctr (click) and ctcvr (click and conversion)."""
+    rng = np.random.default_rng(seed)
+    click = (rng.random((n, 1)) < 0.3).astype("float32")
+    return {"ctr": click, "ctcvr": click * (rng.random((n, 1)) < 0.3).astype("float32")}

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from schemas import Feature
-from tests.trainer.model_fixtures import FEATURES, batch
+from tests.trainer.model_fixtures import FEATURES, batch, labels
 from trainer.adversarial import DomainAdversarialModel, per_scene_mean
 from trainer.balancing import MultiTaskModel
 from trainer.features import InputFeature
@@ -24,12 +24,6 @@ COMPOSITIONS = [
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "mmoe", "multi_task_params": {"num_experts": 2}}),
 ]
 WEIGHTS = {"ctr": 1.0, "ctcvr": 1.0}
-
-
-def labels(n, seed=0):
-    rng = np.random.default_rng(seed)
-    click = (rng.random((n, 1)) < 0.3).astype("float32")
-    return {"ctr": click, "ctcvr": click * (rng.random((n, 1)) < 0.3).astype("float32")}
 
 
 @pytest.mark.parametrize("name,params", COMPOSITIONS, ids=[f"{n}-{p['multi_task']}" for n, p in COMPOSITIONS])
