@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from pipeline_components import compiled
 from pipeline_components.config import REPO_ROOT, PipelineConfig
 
 DAGS_FOLDER = os.path.join(REPO_ROOT, "dags")
@@ -27,9 +28,6 @@ def airflow_env(config: PipelineConfig, base: Optional[Dict[str, str]] = None) -
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(airflow_home, 'airflow.db')}",
-        # The DAG file imports TensorFlow through TFX: parsing takes longer than Airflow's 30 s default.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-        "AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT": "600",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "TF_USE_LEGACY_KERAS": "1",
@@ -68,6 +66,22 @@ def run_airflow(args: List[str], env: Dict[str, str], log_path: Optional[str] = 
 
 def migrate_db(env: Dict[str, str]) -> None:
     run_airflow(["db", "migrate"], env)
+
+
+def compile_if_stale(config: PipelineConfig) -> None:
+    t0 = time.time()
+    path = compiled.compile_pipeline(config)
+    if path:
+        print(f"[airflow] compiled the pipeline to {path} ({time.time() - t0:.1f}s)", flush=True)
+
+
+def prepare(config: PipelineConfig) -> Dict[str, str]:
+    """What every Airflow command needs first: a current compiled pipeline (the DAG files read
+    it) and a migrated metadata database. Returns the Airflow environment."""
+    compile_if_stale(config)
+    env = airflow_env(config)
+    migrate_db(env)
+    return env
 
 
 def dags_test(dag_id: str, date: str, env: Dict[str, str], log_path: str) -> float:

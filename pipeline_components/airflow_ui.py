@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
-from pipeline_components.airflow_local import _airflow_cmd, airflow_env, migrate_db, run_airflow
+from pipeline_components.airflow_local import _airflow_cmd, airflow_env, compile_if_stale, migrate_db, run_airflow
 from pipeline_components.config import PipelineConfig
 
 ADMIN = "admin"
@@ -117,6 +117,7 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
            start_timeout_s: float = 300) -> int:
     env = ui_env(config, host, port)
     print(f"[ui] Airflow home {env['AIRFLOW_HOME']} (SQLite, SequentialExecutor)", flush=True)
+    compile_if_stale(config)
     migrate_db(env)
     password = ensure_admin(env, reset=reset_password)
     if password:

@@ -6,6 +6,7 @@
   rankpipe report                         # per-scene table of every run day
   rankpipe vocab                          # Transform vocabularies of the latest run, with sizes
   rankpipe demo                           # generate 3 days, run each through Airflow, report
+  rankpipe compile                        # the pipeline IR the Airflow DAGs read (automatic in airflow-run/ui)
   rankpipe ui                             # the Airflow UI + scheduler on 127.0.0.1:8080, admin password printed once
 """
 from __future__ import annotations
@@ -53,11 +54,10 @@ def cmd_run(args) -> int:
 
 def _airflow_days(config, dates: List[dt.date]) -> List[float]:
     from pipeline_components import airflow_local
-    env = airflow_local.airflow_env(config)
-    print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} (SQLite, SequentialExecutor)")
     t0 = time.time()
-    airflow_local.migrate_db(env)
-    print(f"[airflow] metadata database ready ({time.time() - t0:.1f}s)")
+    env = airflow_local.prepare(config)
+    print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} (SQLite, SequentialExecutor): "
+          f"ready in {time.time() - t0:.1f}s")
     times = []
     for date in dates:
         log = os.path.join(config.home, "logs_airflow", f"dags_test_{date}.log")
@@ -158,6 +158,16 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from pipeline_components import compiled
+    config = load_config(args.config, args.home)
+    t0 = time.time()
+    path = compiled.compile_pipeline(config, force=args.force)
+    print(f"[compile] {'wrote ' + path if path else 'up to date: ' + compiled.ir_path(config)} "
+          f"({time.time() - t0:.1f}s)")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from pipeline_components.airflow_ui import run_ui
     return run_ui(load_config(args.config, args.home), host=args.host, port=args.port,
@@ -203,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     g2.add_argument("--version", type=int, help="the version (YYYYMMDD) to serve")
     g2.add_argument("--unpin", action="store_true", help="remove the pin: serve the newest version again")
     rb.set_defaults(func=cmd_rollback)
+
+    c = sub.add_parser("compile", help="compile the pipeline (TFX IR) that the Airflow DAGs are built from")
+    c.add_argument("--force", action="store_true", help="compile even if the compiled pipeline is current")
+    c.set_defaults(func=cmd_compile)
 
     u = sub.add_parser("ui", help="start the Airflow UI and scheduler locally (SQLite, sequential executor)")
     u.add_argument("--host", default="127.0.0.1", help="bind address of the web server (default 127.0.0.1)")

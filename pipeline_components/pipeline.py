@@ -1,7 +1,9 @@
 """The pipeline factory: which components, wired how. Orchestrator files only call this.
 
-run_date is either a date string (local runs) or a RuntimeParameter whose
-default is the Airflow template ``{{ ds }}``: the logical date selects the span.
+run_date is either a date string (local runs) or a RuntimeParameter (the
+compiled pipeline that Airflow runs; each task binds it to its run's date, see
+node_runner.py). ``push`` likewise: 1/0, or a RuntimeParameter (a backfill may
+run days without pushing them).
 """
 from __future__ import annotations
 
@@ -20,32 +22,33 @@ from pipeline_components.deployment_gate import BLESSING_KEY, DeploymentGate  # 
 from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
 from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
 from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
-                                        SpanWindowStrategy, TemplatedResolver)  # noqa: E402
+                                        SpanWindowStrategy)  # noqa: E402
 from pipeline_components.serving_check import ServingCheck  # noqa: E402
 from pipeline_components.span_pusher import SpanPusher  # noqa: E402
 from schemas import load_feature_spec, scenes  # noqa: E402
 
 RUN_DATE_PARAM = "run_date"
+PUSH_PARAM = "push"
+# Stands for the run date in a Resolver's config, which cannot hold a RuntimeParameter;
+# node_runner.py substitutes it when it binds the runtime parameters.
+RUN_DATE_PLACEHOLDER = "${run_date}"
 
 
-def run_date_parameter(default: str = "{{ ds }}") -> data_types.RuntimeParameter:
-    """The run's date; under Airflow it renders to dag_run.conf['run_date'] or else the logical date."""
-    return data_types.RuntimeParameter(name=RUN_DATE_PARAM, ptype=str, default=default)
+def run_date_parameter() -> data_types.RuntimeParameter:
+    return data_types.RuntimeParameter(name=RUN_DATE_PARAM, ptype=str)
 
 
-def run_date_template(run_date: Union[str, data_types.RuntimeParameter]) -> str:
-    """The run date as a plain string where a component cannot take a RuntimeParameter
-    (a Resolver's config): AirflowDagRunner renders operator arguments as Jinja, so the
-    template it would substitute for the parameter works there too."""
-    if not isinstance(run_date, data_types.RuntimeParameter):
-        return run_date
-    default = run_date.default
-    default = default[2:-2].strip() if default.startswith("{{") and default.endswith("}}") else repr(default)
-    return '{{ dag_run.conf.get("%s", %s) }}' % (run_date.name, default)
+def push_parameter() -> data_types.RuntimeParameter:
+    return data_types.RuntimeParameter(name=PUSH_PARAM, ptype=int, default=1)
+
+
+def run_date_in_config(run_date: Union[str, data_types.RuntimeParameter]) -> str:
+    return RUN_DATE_PLACEHOLDER if isinstance(run_date, data_types.RuntimeParameter) else run_date
 
 
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
-                      until: Optional[str] = None) -> List[Any]:
+                      until: Optional[str] = None,
+                      push: Union[int, data_types.RuntimeParameter] = 1) -> List[Any]:
     """All components in order, or those up to and including the component with id ``until``
     (benchmarks and tests that stop at Transform or the Trainer)."""
     join = config.log_join
@@ -62,9 +65,9 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
 
     # The last K validated spans up to this run's (see span_window.py for why not SpanRangeStrategy).
-    window = TemplatedResolver(
+    window = tfx.dsl.Resolver(
         strategy_class=SpanWindowStrategy,
-        config={"run_date": run_date_template(run_date),
+        config={"run_date": run_date_in_config(run_date),
                 "num_spans": int(config.training_window["num_spans"]),
                 "label_delay_days": int(join["label_delay_days"])},
         **{EXAMPLES_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
@@ -130,7 +133,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         min_scene_examples=float(config.evaluator["min_scene_examples"]))
     pusher = SpanPusher(model=trainer.outputs["model"], model_blessing=deployment_gate.outputs[BLESSING_KEY],
                         infra_blessing=serving_check.outputs["blessing"],
-                        serving_root=config.serving_root, model_name=config.model_name)
+                        serving_root=config.serving_root, model_name=config.model_name, push=push)
     components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator, gate, window, cache,
                               transform, trainer, baseline, evaluator, serving_check, deployment_gate, pusher) if c is not None]
     if until is None:
@@ -143,12 +146,13 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
 
 def create_pipeline(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
                     enable_cache: bool = False, beam_pipeline_args: Optional[List[str]] = None,
-                    until: Optional[str] = None) -> tfx.dsl.Pipeline:
+                    until: Optional[str] = None,
+                    push: Union[int, data_types.RuntimeParameter] = 1) -> tfx.dsl.Pipeline:
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config, run_date, until),
+        components=create_components(config, run_date, until, push),
         enable_cache=enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path),

@@ -10,8 +10,8 @@ validation from a good one (the Examples artifact is published before the
 gate runs).
 
 This strategy anchors at the run's own span (``run_date - label_delay_days``;
-under Airflow ``run_date`` is the rendered template, because the runner renders
-the resolver's config like any other operator argument), keeps one artifact per
+under Airflow the compiled config holds a placeholder that each task replaces
+with its run's date, see node_runner.py), keeps one artifact per
 span (the newest, i.e. the latest rerun), and only spans whose AnomaliesGate
 passed. Missing older spans (the first days of a pipeline, or a day that
 failed) shrink the window and are logged; a missing *current* span is an error.
@@ -62,43 +62,6 @@ def select_window(examples: List[types.Artifact], validated_ids: Optional[set], 
                         span_to_date(spans[0]), span_to_date(anchor),
                         ", ".join(str(span_to_date(s)) for s in missing), len(newest), len(spans))
     return [newest[s] for s in sorted(newest)]
-
-
-class _RecordsRendered(dict):
-    """exec_properties handed out by TemplatedResolver: ``update`` (what TFX's Airflow launcher
-    calls with the rendered values) is recorded on the node instead of mutating this dict, which
-    may be the very dict Airflow keeps as the task's template."""
-
-    def __init__(self, node: "TemplatedResolver", props: Dict):
-        super().__init__(props)
-        self._node = node
-
-    def update(self, *args, **kwargs) -> None:  # type: ignore[override]
-        merged = dict(self)
-        merged.update(*args, **kwargs)
-        self._node._rendered_exec_properties = merged
-
-
-class TemplatedResolver(dsl.Resolver):
-    """A Resolver whose config may hold Airflow templates (the run date).
-
-    Why: AirflowDagRunner renders each task's ``exec_properties`` and then calls
-    ``component.exec_properties.update(rendered)``, but ``Resolver.exec_properties``
-    builds a new dict on every access, so the rendered config is dropped and the
-    strategy would receive the raw ``{{ ... }}`` string. Here the update is kept
-    and served on the next access; the template itself stays intact for the next run.
-    It reports Resolver's node type, so IR-based runners (LocalDagRunner) treat it as
-    the system node it is.
-    """
-
-    @classmethod
-    def get_class_type(cls) -> str:
-        return dsl.Resolver.get_class_type()
-
-    @property
-    def exec_properties(self) -> Dict:
-        rendered = getattr(self, "_rendered_exec_properties", None)
-        return _RecordsRendered(self, rendered if rendered is not None else super().exec_properties)
 
 
 class SpanWindowStrategy(resolver.ResolverStrategy):

@@ -17,6 +17,9 @@ rerun of a day would add a second version. Here:
   directory never holds two versions for one day.
 
 Blessing checks (model blessing and infra blessing) are the stock Pusher's.
+``push`` (an execution parameter, a RuntimeParameter under Airflow) set to 0
+keeps a blessed model where it is: a backfill run only to rebuild history
+records "blessed, not pushed" instead of touching the serving directories.
 """
 from __future__ import annotations
 
@@ -26,16 +29,21 @@ import logging
 import os
 import shutil
 import time
-from typing import Tuple
+from typing import Tuple, Union
 
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
-from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.orchestration import data_types
+from tfx import types
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils
 
 from model_server import versions as versions_lib
 
 BACKFILLS = "backfills"
+PUSH_KEY = "push"
 
 
 def span_version(span_date: str) -> int:
@@ -75,6 +83,11 @@ class Executor(pusher_executor.Executor):
             self._MarkNotPushed(pushed)
             logging.warning("model not blessed: not pushed (see the DeploymentGate report)")
             return
+        if not int(exec_properties.get(PUSH_KEY, 1)):
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property("push_kind", "disabled")
+            logging.warning("model blessed but not pushed: this run was started with push=false")
+            return
         infra = artifact_utils.get_single_instance(input_dict[standard_component_specs.INFRA_BLESSING_KEY])
         span_date = infra.get_string_custom_property("span_date")
         if not span_date:
@@ -90,9 +103,21 @@ class Executor(pusher_executor.Executor):
         self._MarkPushed(pushed, pushed_destination=target, pushed_version=str(version))
 
 
+class SpanPusherSpec(standard_component_specs.PusherSpec):
+    PARAMETERS = dict(standard_component_specs.PusherSpec.PARAMETERS,
+                      **{PUSH_KEY: ExecutionParameter(type=int, optional=True)})
+
+
 class SpanPusher(pusher_component.Pusher):
+    SPEC_CLASS = SpanPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model, model_blessing, infra_blessing, serving_root: str, model_name: str):
-        super().__init__(model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
-                         custom_config={"serving_root": serving_root, "model_name": model_name})
+    def __init__(self, model, model_blessing, infra_blessing, serving_root: str, model_name: str,
+                 push: Union[int, data_types.RuntimeParameter] = 1):
+        # Pusher.__init__ builds a PusherSpec, which has no `push`: build ours instead.
+        spec = SpanPusherSpec(
+            model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
+            custom_config=json_utils.dumps({"serving_root": serving_root, "model_name": model_name}),
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            **{PUSH_KEY: push})
+        base_component.BaseComponent.__init__(self, spec=spec)

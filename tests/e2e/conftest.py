@@ -32,8 +32,7 @@ def home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def day1(home):
     config = config_with_floor(home, "lenient", 0.55)
-    env = airflow_local.airflow_env(config)
-    airflow_local.migrate_db(env)
+    env = airflow_local.prepare(config)
     airflow_local.dags_test(config.pipeline_name, DAY1.isoformat(), env,
                             os.path.join(home, "airflow_day1.log"))
     return config

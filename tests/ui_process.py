@@ -1,0 +1,88 @@
+"""Starting and stopping `rankpipe ui` in tests: its output lines, and no process left behind."""
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pipeline_components.config import REPO_ROOT
+
+START_TIMEOUT_S = 360
+
+
+def read_lines(proc):
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    return lines
+
+
+def wait_for(lines, pattern, seen, timeout_s):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    pytest.fail(f"no line matching {pattern!r} within {timeout_s}s; output so far:\n{''.join(seen)}")
+
+
+def processes_of(home):
+    """PIDs whose environment names this home's Airflow (the UI's scheduler, web server and their children)."""
+    marker = f"AIRFLOW_HOME={os.path.join(home, 'airflow')}".encode()
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if marker in fh.read().split(b"\0"):
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+class UI:
+    def __init__(self, proc, url):
+        self.proc, self.url, self.seen = proc, url, []
+        self.lines = read_lines(proc)
+        self.password = None
+        self.returncode = None
+        self.leftover = []
+
+    def wait_ready(self):
+        self.password = wait_for(self.lines, r"admin user 'admin', password: (\S+)", self.seen,
+                                 START_TIMEOUT_S).group(1)
+        wait_for(self.lines, r"\[ui\] ready: " + re.escape(self.url), self.seen, START_TIMEOUT_S)
+        return self
+
+
+@contextlib.contextmanager
+def running_ui(home, port, config=None):
+    """`rankpipe ui` on 127.0.0.1:port; on exit Ctrl-C, then SIGKILL whatever of this home's Airflow is left."""
+    cli = os.path.join(os.path.dirname(sys.executable), "rankpipe")
+    args = [cli, "--home", home] + (["--config", config] if config else []) + ["ui", "--port", str(port)]
+    proc = subprocess.Popen(args, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ui = UI(proc, f"http://127.0.0.1:{port}")
+    try:
+        yield ui
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            ui.returncode = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ui.leftover = processes_of(home)
+        for pid in ui.leftover:  # never leak a scheduler into the rest of the suite
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
