@@ -63,10 +63,12 @@ def daily_dag(config: PipelineConfig) -> DAG:
     """One run per logical date; each TFX component is a task (resolvers run inside their consumer)."""
     settings = _airflow(config)
     ir = compiled.load(config)
+    end_date = settings.get("end_date")
     dag = DAG(
         dag_id=config.pipeline_name,
         schedule=settings.get("schedule", "@daily"),
         start_date=dt.datetime.fromisoformat(str(settings.get("start_date", "2026-11-01"))),
+        end_date=dt.datetime.fromisoformat(str(end_date)) if end_date else None,
         catchup=bool(settings.get("catchup", False)),
         # ML Metadata on SQLite locks under parallel TFX tasks; with MySQL several days may run at once.
         max_active_runs=int(settings.get("max_active_runs", 1)),
@@ -81,15 +83,31 @@ def daily_dag(config: PipelineConfig) -> DAG:
         doc_md=DAILY_DOC,
     )
     tasks = {}
+    in_order = ordered_tasks(int(settings.get("max_active_runs", 1)))
     for task in compiled.task_layout(ir):
         tasks[task.task_id] = PythonOperator(
-            task_id=task.task_id, dag=dag, python_callable=run_task,
+            task_id=task.task_id, dag=dag, python_callable=run_task, **in_order.get(task.task_id, {}),
             op_kwargs={"node_ids": task.node_ids, "run_date": RUN_DATE_TEMPLATE, "push": PUSH_TEMPLATE,
                        "run_id": "{{ run_id }}", "config_path": config.path, "home": config.home},
             doc_md=f"TFX node(s): {', '.join(task.node_ids)}")
         for up in task.upstream:
             tasks[up] >> tasks[task.task_id]
     return dag
+
+
+def ordered_tasks(max_active_runs: int) -> Dict[str, Dict[str, bool]]:
+    """With several days running at once, the tasks whose result depends on the previous day
+    wait for it: Transform (its training window and analyzer cache hold the previous days),
+    the Evaluator (its baseline is the previous day's blessed model: it waits for the previous
+    DeploymentGate) and the Pusher (versions must be pushed in day order, or an earlier day
+    would land in backfills/). Ingestion and validation of all days overlap. The price: a day
+    whose Transform never succeeds (bad data) holds the later days' training until it is
+    cleared and succeeds, or marked success, which a sequential DAG would not."""
+    if max_active_runs <= 1:
+        return {}
+    return {"Transform": {"depends_on_past": True},
+            "Evaluator": {"depends_on_past": True, "wait_for_downstream": True},
+            "SpanPusher": {"depends_on_past": True}}
 
 
 def date_range(start: Any, end: Any, max_days: int, today: Optional[dt.date] = None) -> List[dt.date]:

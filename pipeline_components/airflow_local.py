@@ -15,19 +15,62 @@ from pipeline_components import compiled
 from pipeline_components.config import REPO_ROOT, PipelineConfig
 
 DAGS_FOLDER = os.path.join(REPO_ROOT, "dags")
+LOCAL_SETTINGS_DIR = os.path.join(REPO_ROOT, "deploy", "airflow")
+
+
+PARALLEL_EXECUTORS = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
+
+
+def settings(config: PipelineConfig, env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Executor and database of this config's Airflow, checked: a parallel executor needs a
+    database server for Airflow and MySQL for ML Metadata (SQLite locks under parallel tasks).
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in the environment wins over airflow.database_url, so
+    a URL with a password need not be written into the config."""
+    env = os.environ if env is None else env
+    airflow = dict(config.raw.get("airflow") or {})
+    executor = str(airflow.get("executor") or "SequentialExecutor")
+    url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or airflow.get("database_url") or \
+        f"sqlite:///{os.path.join(config.home, 'airflow', 'airflow.db')}"
+    parallel = executor in PARALLEL_EXECUTORS or int(airflow.get("max_active_runs", 1)) > 1
+    if executor in PARALLEL_EXECUTORS and url.startswith("sqlite"):
+        raise ValueError(f"airflow.executor {executor} runs tasks in parallel, which Airflow's SQLite database "
+                         f"cannot: set airflow.database_url (or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) to PostgreSQL; "
+                         f"scripts/databases.sh starts one")
+    if parallel and config.metadata_backend == "sqlite":
+        raise ValueError(f"airflow.executor {executor} with max_active_runs {airflow.get('max_active_runs', 1)} "
+                         f"runs TFX tasks in parallel, and ML Metadata on SQLite locks under parallel writers: set "
+                         f"metadata.backend: mysql (see configs/production.yaml), or use SequentialExecutor and "
+                         f"max_active_runs: 1")
+    return {"executor": executor, "url": url, "parallelism": str(int(airflow.get("parallelism", 4))),
+            "database": url.split(":", 1)[0].split("+", 1)[0]}
+
+
+def describe(config: PipelineConfig) -> str:
+    s = settings(config)
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL"}
+    mlmd = "SQLite" if config.metadata_backend == "sqlite" else "MySQL"
+    return f"Airflow on {names.get(s['database'], s['database'])}, {s['executor']}; ML Metadata on {mlmd}"
 
 
 def airflow_env(config: PipelineConfig, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = dict(base if base is not None else os.environ)
     airflow_home = os.path.join(config.home, "airflow")
+    chosen = settings(config, env)
+    # Executors start `airflow tasks run ...` by name: this venv's airflow must come first on PATH.
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([bin_dir] + [p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir])
+    # deploy/airflow/airflow_local_settings.py: the scheduler preloads TFX for the tasks it forks.
+    env["PYTHONPATH"] = os.pathsep.join([LOCAL_SETTINGS_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                              if p and p != LOCAL_SETTINGS_DIR])
     env.update({
         "RANKPIPE_HOME": config.home,
         "RANKPIPE_CONFIG": config.path,
         "AIRFLOW_HOME": airflow_home,
         "AIRFLOW__CORE__DAGS_FOLDER": DAGS_FOLDER,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(airflow_home, 'airflow.db')}",
+        "AIRFLOW__CORE__EXECUTOR": chosen["executor"],
+        "AIRFLOW__CORE__PARALLELISM": chosen["parallelism"],
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": chosen["url"],
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "TF_USE_LEGACY_KERAS": "1",

@@ -8,7 +8,6 @@ only its hash), and both processes stop together on Ctrl-C.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -19,7 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
-from pipeline_components.airflow_local import _airflow_cmd, airflow_env, compile_if_stale, migrate_db, run_airflow
+from pipeline_components.airflow_local import _airflow_cmd, airflow_env, compile_if_stale, describe, migrate_db
 from pipeline_components.config import PipelineConfig
 
 ADMIN = "admin"
@@ -51,24 +50,41 @@ def _secret_key(airflow_home: str) -> str:
         return fh.read().strip()
 
 
-def admin_exists(env: Dict[str, str]) -> bool:
-    out = run_airflow(["users", "list", "--output", "json"], env).stdout
-    start = out.find("[")
-    users = json.loads(out[start:]) if start >= 0 else []
-    return any(u.get("username") == ADMIN for u in users)
+# Runs in Airflow's environment; the password arrives on stdin, never in argv, where any
+# local user could read it with `ps` (and where `airflow users create` would take a
+# generated password that starts with "-" for an option).
+_SET_ADMIN = """
+import sys
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+username, reset = sys.argv[1], sys.argv[2] == "reset"
+password = sys.stdin.readline().rstrip("\\n")
+with get_application_builder() as appbuilder:
+    sm = appbuilder.sm
+    user = sm.find_user(username=username)
+    if user is not None and not reset:
+        print("EXISTS")
+    elif user is not None:
+        sm.reset_password(user.id, password)
+        print("RESET")
+    else:
+        if not sm.add_user(username, "Ranking", "Admin", f"{username}@localhost", sm.find_role("Admin"),
+                           password=password):
+            sys.exit("could not create the admin user (see the messages above)")
+        print("CREATED")
+"""
 
 
-def ensure_admin(env: Dict[str, str], reset: bool = False) -> Optional[str]:
+def ensure_admin(env: Dict[str, str], reset: bool = False, password: Optional[str] = None) -> Optional[str]:
     """Creates the admin user with a generated password and returns it; None if it exists already
-    (its password was shown when it was created). ``reset`` replaces it with a new password."""
-    if admin_exists(env):
-        if not reset:
-            return None
-        run_airflow(["users", "delete", "--username", ADMIN], env)
-    password = secrets.token_urlsafe(12)
-    run_airflow(["users", "create", "--username", ADMIN, "--password", password, "--role", "Admin",
-                 "--firstname", "Ranking", "--lastname", "Admin", "--email", "admin@localhost"], env)
-    return password
+    (its password was shown when it was created). ``reset`` gives it a new password."""
+    password = password or secrets.token_urlsafe(12)
+    out = subprocess.run([sys.executable, "-c", _SET_ADMIN, ADMIN, "reset" if reset else "create"], env=env,
+                         input=password + "\n", capture_output=True, text=True)
+    status = out.stdout.strip().splitlines()[-1:] or [""]
+    if out.returncode != 0 or status[0] not in ("EXISTS", "RESET", "CREATED"):
+        raise RuntimeError(f"setting up the Airflow admin user failed (exit {out.returncode}):\n"
+                           f"{(out.stdout + out.stderr)[-3000:]}")
+    return None if status[0] == "EXISTS" else password
 
 
 def wait_healthy(url: str, procs: List[subprocess.Popen], logs: List[str], timeout_s: float) -> None:
@@ -116,7 +132,7 @@ def stop(procs: List[subprocess.Popen], grace_s: float = 30) -> None:
 def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, reset_password: bool = False,
            start_timeout_s: float = 300) -> int:
     env = ui_env(config, host, port)
-    print(f"[ui] Airflow home {env['AIRFLOW_HOME']} (SQLite, SequentialExecutor)", flush=True)
+    print(f"[ui] Airflow home {env['AIRFLOW_HOME']} ({describe(config)})", flush=True)
     compile_if_stale(config)
     migrate_db(env)
     password = ensure_admin(env, reset=reset_password)
@@ -149,7 +165,7 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
                                               stderr=subprocess.STDOUT, start_new_session=True))
             logs.append(log)
         wait_healthy(url, procs, logs, start_timeout_s)
-        print(f"[ui] ready: {url} (DAGs: {config.pipeline_name}; new DAGs start paused). Ctrl-C stops both.",
+        print(f"[ui] ready: {url} (DAGs: {config.pipeline_name}, {config.pipeline_name}_backfill; new DAGs start paused). Ctrl-C stops both.",
               flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)

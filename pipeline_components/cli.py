@@ -56,7 +56,7 @@ def _airflow_days(config, dates: List[dt.date]) -> List[float]:
     from pipeline_components import airflow_local
     t0 = time.time()
     env = airflow_local.prepare(config)
-    print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} (SQLite, SequentialExecutor): "
+    print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} ({airflow_local.describe(config)}): "
           f"ready in {time.time() - t0:.1f}s")
     times = []
     for date in dates:

@@ -146,5 +146,5 @@ def compile_pipeline(config: PipelineConfig, force: bool = False) -> Optional[st
     from tfx.dsl.compiler import compiler
 
     from pipeline_components.pipeline import create_pipeline, push_parameter, run_date_parameter
-    pipeline = create_pipeline(config, run_date_parameter(), push=push_parameter())
+    pipeline = create_pipeline(config, run_date_parameter(), push=push_parameter(), with_secrets=False)
     return write(config, compiler.Compiler().compile(pipeline).SerializeToString())

@@ -51,6 +51,44 @@ class PipelineConfig:
         return self._path("metadata")
 
     @property
+    def metadata(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw.get("metadata") or {"backend": "sqlite"})
+
+    @property
+    def metadata_backend(self) -> str:
+        backend = self.metadata.get("backend", "sqlite")
+        if backend not in ("sqlite", "mysql"):
+            raise ValueError(f"metadata.backend must be sqlite or mysql, got {backend!r}")
+        return backend
+
+    def mlmd_password(self) -> str:
+        name = self.metadata["mysql"].get("password_env", "RANKPIPE_MLMD_PASSWORD")
+        password = os.environ.get(name)
+        if password is None:
+            raise ValueError(f"ML Metadata is on MySQL (metadata.backend: mysql) but ${name} is not set: export the "
+                             f"ML Metadata user's password as {name} (scripts/databases.sh prints it)")
+        return password
+
+    def metadata_connection_config(self, with_password: bool = True):
+        """ML Metadata's connection: SQLite at paths.metadata (default) or MySQL/MariaDB. The
+        password is left out where the config is stored (the compiled pipeline) and filled in
+        from the environment where it is used."""
+        from ml_metadata.proto import metadata_store_pb2
+        cfg = metadata_store_pb2.ConnectionConfig()
+        if self.metadata_backend == "sqlite":
+            cfg.sqlite.filename_uri = self.metadata_path
+            cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            return cfg
+        mysql = self.metadata["mysql"]
+        cfg.mysql.host = str(mysql.get("host", "127.0.0.1"))
+        cfg.mysql.port = int(mysql.get("port", 3306))
+        cfg.mysql.database = str(mysql["database"])
+        cfg.mysql.user = str(mysql["user"])
+        if with_password:
+            cfg.mysql.password = self.mlmd_password()
+        return cfg
+
+    @property
     def serving_dir(self) -> str:
         return os.path.join(self._path("serving"), self.model_name)
 

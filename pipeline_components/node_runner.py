@@ -221,6 +221,9 @@ def run_nodes(node_ids: Iterable[str], run_date: str, run_id: str, push: bool = 
     deployment = runner_utils.extract_local_deployment_config(ir)
     connection = getattr(deployment.metadata_connection_config,
                          deployment.metadata_connection_config.WhichOneof("connection_config"))
+    if getattr(connection, "DESCRIPTOR", None) is not None and connection.DESCRIPTOR.name == "ConnectionConfig" \
+            and connection.WhichOneof("config") == "mysql" and not connection.mysql.password:
+        connection.mysql.password = config.mlmd_password()  # the compiled pipeline holds no secret
     for node_id in node_ids:
         node = compiled.find_node(ir, node_id)
         runtime_spec = type(ir.runtime_spec)()

@@ -147,14 +147,16 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
 def create_pipeline(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
                     enable_cache: bool = False, beam_pipeline_args: Optional[List[str]] = None,
                     until: Optional[str] = None,
-                    push: Union[int, data_types.RuntimeParameter] = 1) -> tfx.dsl.Pipeline:
-    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+                    push: Union[int, data_types.RuntimeParameter] = 1,
+                    with_secrets: bool = True) -> tfx.dsl.Pipeline:
+    """``with_secrets=False`` leaves the ML Metadata password out (a compiled pipeline is a file)."""
+    if config.metadata_backend == "sqlite":
+        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=create_components(config, run_date, until, push),
         enable_cache=enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+        metadata_connection_config=config.metadata_connection_config(with_password=with_secrets),
         beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args,
     )

@@ -36,11 +36,11 @@ class RunSummary:
 
 
 def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
-    if not os.path.exists(config.metadata_path):
-        raise FileNotFoundError(f"no ML Metadata database at {config.metadata_path}: has the pipeline run yet?")
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = config.metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    cfg = config.metadata_connection_config()
+    if config.metadata_backend == "sqlite":
+        if not os.path.exists(config.metadata_path):
+            raise FileNotFoundError(f"no ML Metadata database at {config.metadata_path}: has the pipeline run yet?")
+        cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return metadata_store.MetadataStore(cfg)
 
 

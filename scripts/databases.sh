@@ -97,7 +97,6 @@ case "$ACTION" in
     start_postgres
     start_mariadb
     echo "export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='postgresql+psycopg2://rankpipe@127.0.0.1:$PG_PORT/airflow'"
-    echo "export RANKPIPE_MLMD_MYSQL_PORT=$MYSQL_PORT"
     echo "export RANKPIPE_MLMD_PASSWORD='$(cat "$DIR/mlmd_password")'"
     ;;
   stop)

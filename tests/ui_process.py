@@ -58,6 +58,13 @@ class UI:
         self.returncode = None
         self.leftover = []
 
+    def check_alive(self):
+        """Fails at once, with its output, when `rankpipe ui` stopped (e.g. the scheduler died)."""
+        if self.proc.poll() is not None:
+            while not self.lines.empty():
+                self.seen.append(self.lines.get())
+            pytest.fail(f"rankpipe ui exited with {self.proc.returncode}:\n{''.join(self.seen)[-5000:]}")
+
     def wait_ready(self):
         self.password = wait_for(self.lines, r"admin user 'admin', password: (\S+)", self.seen,
                                  START_TIMEOUT_S).group(1)

@@ -1,14 +1,23 @@
-"""A real browser (Debian's Chromium through Selenium and Debian's ChromeDriver) backfills two
-days from the Airflow UI: log in, switch the daily DAG on, fill the backfill form, submit; the
-scheduler (SequentialExecutor, SQLite) runs both days in order; then the pushed models and the
-ML Metadata of both spans are checked. Loopback only; every wait is bounded.
+"""The production setup driven from a real browser: Airflow on PostgreSQL with the
+LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/databases.sh
+(Debian packages, loopback only); Debian's Chromium through Selenium and Debian's ChromeDriver.
 
-Screenshots of each step are written to $RANKPIPE_SCREENSHOTS (default: the test's tmp dir);
+1. Log in and switch the daily DAG on: the scheduler catches up the two missed days (DAY3,
+   DAY4) two at a time; their ingestion overlaps, their window/baseline/push stay in order.
+2. Fill the backfill form for DAY1..DAY2 and submit: the two days run one after the other,
+   each processing its own span; being older than the served model, they are pushed to
+   serving/backfills/, never over it.
+3. Check the runs in PostgreSQL, and the pushed models and the spans in ML Metadata (MariaDB).
+
+Every wait is bounded. Screenshots go to $RANKPIPE_SCREENSHOTS (default: the test's tmp dir);
 the README's come from this test.
 """
 import datetime as dt
 import os
-import sqlite3
+import re
+import shutil
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -17,16 +26,35 @@ import yaml
 from loggen import write_days
 from pipeline_components import report
 from pipeline_components.airflow_dags import daily_run_id
-from pipeline_components.config import load_config
+from pipeline_components.airflow_local import airflow_env
+from pipeline_components.config import REPO_ROOT, load_config
 from tests.ports import free_ports
 from tests.ui_process import running_ui
 
 pytestmark = pytest.mark.e2e
 
-START, END = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
+DAY1, DAY2, DAY3, DAY4 = (dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in range(4))
 IMPRESSIONS = 8_000
-RUNS_TIMEOUT_S = 1500
+RUNS_TIMEOUT_S = 900
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def databases():
+    # Not under pytest's tmp dir: that is private to root, and the servers run as postgres/mysql.
+    folder = tempfile.mkdtemp(prefix="rankpipe-db-", dir="/tmp")
+    os.chmod(folder, 0o755)
+    pg_port, mysql_port = free_ports(2)
+    script = os.path.join(REPO_ROOT, "scripts", "databases.sh")
+    out = subprocess.run(["bash", script, "start", folder, str(pg_port), str(mysql_port)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exports = dict(re.findall(r"^export (\w+)='([^']*)'$", out.stdout, re.M))
+    try:
+        yield {"pg_port": pg_port, "mysql_port": mysql_port, **exports}
+    finally:
+        subprocess.run(["bash", script, "stop", folder], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -49,20 +77,40 @@ def browser(tmp_path):
     driver.quit()
 
 
-def _config(home):
-    path = os.path.join(home, "backfill.yaml")
+def _config(home, databases):
+    with open(os.path.join(REPO_ROOT, "configs", "production.yaml")) as fh:
+        production = yaml.safe_load(fh)
+    production["metadata"]["mysql"]["port"] = databases["mysql_port"]
+    production["airflow"].update({
+        "database_url": databases["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        # Two missed days: switching the DAG on makes catchup create exactly these runs.
+        "schedule": "@daily", "start_date": DAY3.isoformat(), "end_date": DAY4.isoformat(), "catchup": True,
+        "parallelism": 3, "backfill_poke_seconds": 15})
+    # Tiny days: floors at 0 and a lenient no-regression threshold, so every day is blessed and pushed.
+    production.update({"trainer": {"epochs": 1}, "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0}})
+    path = os.path.join(home, "production.yaml")
     with open(path, "w") as fh:
-        # No schedule: switching the daily DAG on must not start a scheduled run beside the backfill.
-        # Floors at 0 and a lenient no-regression threshold: both tiny days are blessed and pushed.
-        yaml.safe_dump({"airflow": {"schedule": None, "backfill_poke_seconds": 30},
-                        "trainer": {"epochs": 1},
-                        "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0}}, fh)
+        yaml.safe_dump(production, fh)
     return load_config(path, home)
 
 
-def _runs(home, dag_id):
-    with sqlite3.connect(os.path.join(home, "airflow", "airflow.db")) as db:
-        return dict(db.execute("select run_id, state from dag_run where dag_id = ?", (dag_id,)).fetchall())
+def _psql(databases, sql):
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(databases["pg_port"]), "-U", "rankpipe", "-d",
+                          "airflow", "-tAF", "|", "-c", sql], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [line.split("|") for line in out.stdout.strip().splitlines() if line]
+
+
+def _runs(databases, dag_id):
+    return dict(_psql(databases, f"select run_id, state from dag_run where dag_id = '{dag_id}'"))
+
+
+def _task_spans(databases, where):
+    """[(run_id, first task start, last task end)] of ranking_daily runs, by first start."""
+    return [tuple(r) for r in _psql(
+        databases, "select r.run_id, min(t.start_date), max(t.end_date) from dag_run r join task_instance t "
+                   "on t.run_id = r.run_id and t.dag_id = r.dag_id where r.dag_id = 'ranking_daily' and " + where +
+                   " group by 1 order by 2")]
 
 
 def _wait(predicate, timeout_s, what, interval_s=5):
@@ -86,17 +134,33 @@ def _failed_task_logs(home):
         for name in files:
             with open(os.path.join(folder, name)) as fh:
                 text = fh.read()
-            if "failed for run_date" in text:
+            if "failed for run_date" in text or "Traceback" in text:
                 logs.append(f"{folder}/{name}:\n" + text[-3000:])
     return "\n".join(logs)
 
 
-def test_backfill_two_days_from_the_browser(browser, tmp_path):
+def _all_succeed(ui, databases, home, dag_id, count):
+    def check():
+        ui.check_alive()
+        runs = _runs(databases, dag_id)
+        if "failed" in runs.values():
+            pytest.fail(f"a {dag_id} run failed: {runs}\n{_failed_task_logs(home)}")
+        return len(runs) == count and set(runs.values()) == {"success"} and runs
+    return check
+
+
+def test_catchup_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_mariadb(
+        databases, browser, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
+    monkeypatch.setenv("RANKPIPE_MLMD_PASSWORD", databases["RANKPIPE_MLMD_PASSWORD"])
     home, [port] = str(tmp_path / "home"), free_ports(1)
     shots = os.environ.get("RANKPIPE_SCREENSHOTS") or str(tmp_path / "screenshots")
-    write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), START, 2, IMPRESSIONS, progress=None)
-    config = _config(home)
+    write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 4, IMPRESSIONS, progress=None)
+    config = _config(home, databases)
+    env = airflow_env(config)
+    assert (env["AIRFLOW__CORE__EXECUTOR"], env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"][:19]) == \
+        ("LocalExecutor", "postgresql+psycopg2")
+
     with running_ui(home, port, config=config.path) as ui:
         ui.wait_ready()
         b = browser
@@ -114,12 +178,20 @@ def test_backfill_two_days_from_the_browser(browser, tmp_path):
         _wait(both_listed, 240, "both DAGs in the DAG list")
         toggle = b.find_element(By.ID, "toggle-ranking_daily")
         assert not toggle.is_selected(), "DAGs start paused"
-        b.execute_script("arguments[0].click();", toggle)  # switch the daily DAG on
+        b.execute_script("arguments[0].click();", toggle)  # switch the daily DAG on: catchup starts
         _wait(lambda: b.find_element(By.ID, "toggle-ranking_daily").is_selected(), 30, "the toggle", 1)
         _shot(b, shots, "02_dags")
 
+        # 1. Catchup: both missed days, two runs at a time.
+        catchup = _wait(_all_succeed(ui, databases, home, "ranking_daily", 2), RUNS_TIMEOUT_S,
+                        "the two catchup runs to succeed", 10)
+        assert sorted(catchup) == [f"scheduled__{d.isoformat()}T00:00:00+00:00" for d in (DAY3, DAY4)]
+        (first, start3, end3), (_, start4, _) = _task_spans(databases, "r.run_type = 'scheduled'")
+        assert first.startswith(f"scheduled__{DAY3}") and start4 < end3, "the two days did not overlap"
+
+        # 2. Backfill DAY1..DAY2 through the form.
         b.get(f"{ui.url}/dags/ranking_daily_backfill/trigger")
-        for name, value in (("start", START), ("end", END)):
+        for name, value in (("start", DAY1), ("end", DAY2)):
             field = b.find_element(By.ID, f"element_{name}")
             field.clear()
             field.send_keys(value.isoformat())
@@ -127,16 +199,10 @@ def test_backfill_two_days_from_the_browser(browser, tmp_path):
         assert b.find_element(By.ID, "element_push").is_selected()
         _shot(b, shots, "03_backfill_form")
         b.find_element(By.XPATH, "//button[@type='submit' and contains(., 'Trigger')]").click()
-        _wait(lambda: _runs(home, "ranking_daily_backfill"), 60, "the backfill run")
-
-        def both_days_done():
-            daily = _runs(home, "ranking_daily")
-            if "failed" in daily.values() or "failed" in _runs(home, "ranking_daily_backfill").values():
-                pytest.fail(f"a run failed: {daily}\n{_failed_task_logs(home)}")
-            return len(daily) == 2 and set(daily.values()) == {"success"} and daily
-        daily = _wait(both_days_done, RUNS_TIMEOUT_S, "both daily runs to succeed", 15)
-        _wait(lambda: set(_runs(home, "ranking_daily_backfill").values()) == {"success"}, 180,
-              "the backfill run to succeed")
+        _wait(lambda: _runs(databases, "ranking_daily_backfill"), 60, "the backfill run")
+        _wait(_all_succeed(ui, databases, home, "ranking_daily", 4), RUNS_TIMEOUT_S,
+              "both backfilled days to succeed", 10)
+        _wait(_all_succeed(ui, databases, home, "ranking_daily_backfill", 1), 120, "the backfill run to succeed")
         b.get(f"{ui.url}/dags/ranking_daily/grid")
         time.sleep(3)
         _shot(b, shots, "04_daily_runs")
@@ -145,20 +211,25 @@ def test_backfill_two_days_from_the_browser(browser, tmp_path):
         _shot(b, shots, "05_backfill_run")
     assert ui.returncode == 0 and ui.leftover == []
 
-    # Each daily run processed exactly its own day, oldest first.
-    [backfill_run] = _runs(home, "ranking_daily_backfill")
-    assert sorted(daily) == [daily_run_id(backfill_run, d) for d in (START, END)]
-    with sqlite3.connect(os.path.join(home, "airflow", "airflow.db")) as db:
-        order = [r for (r,) in db.execute("select run_id from dag_run where dag_id = 'ranking_daily' "
-                                          "order by start_date")]
-    assert order == sorted(daily)
-    runs = report.collect_runs(config)
-    assert [r.span_date for r in runs] == [START.isoformat(), END.isoformat()]
-    assert runs[0].trained_on == [START.isoformat()]
-    assert runs[1].trained_on == [START.isoformat(), END.isoformat()]
-    assert all(r.blessed and r.pushed for r in runs)
-    versions = [d.strftime("%Y%m%d") for d in (START, END)]
-    assert sorted(os.listdir(config.serving_dir)) == versions
-    assert [r.pushed_destination for r in runs] == [os.path.join(config.serving_dir, v) for v in versions]
-    for v in versions:
-        assert os.path.exists(os.path.join(config.serving_dir, v, "saved_model.pb"))
+    # The backfill ran its days one after the other, oldest first, each as its own run.
+    [backfill_run] = _runs(databases, "ranking_daily_backfill")
+    backfilled = _task_spans(databases, "r.run_type = 'manual'")
+    assert [r for r, _, _ in backfilled] == [daily_run_id(backfill_run, d) for d in (DAY1, DAY2)]
+    assert backfilled[1][1] > backfilled[0][2], "the second day started before the first one ended"
+
+    # ML Metadata (MariaDB): every span once, each trained on its own window.
+    runs = {r.span_date: r for r in report.collect_runs(config)}
+    assert sorted(runs) == [d.isoformat() for d in (DAY1, DAY2, DAY3, DAY4)]
+    assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]  # DAY2 not yet run then
+    assert runs[DAY1.isoformat()].trained_on == [DAY1.isoformat()]
+    assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
+    assert all(r.blessed and r.pushed for r in runs.values())
+    # Pushed: the catchup days are served, the backfilled (older) days are kept aside.
+    version = {d: d.strftime("%Y%m%d") for d in (DAY1, DAY2, DAY3, DAY4)}
+    assert sorted(os.listdir(config.serving_dir)) == [version[DAY3], version[DAY4]]
+    backfills = os.path.join(config.serving_root, "backfills", config.model_name)
+    assert sorted(os.listdir(backfills)) == [version[DAY1], version[DAY2]]
+    for d in (DAY1, DAY2):
+        assert runs[d.isoformat()].pushed_destination == os.path.join(backfills, version[d])
+        assert os.path.exists(os.path.join(backfills, version[d], "saved_model.pb"))
+    assert not os.path.exists(config.metadata_path), "ML Metadata must not fall back to SQLite"

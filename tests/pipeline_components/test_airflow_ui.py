@@ -1,4 +1,7 @@
-"""`rankpipe ui`: the real Airflow web server and scheduler on 127.0.0.1, logged into over HTTP."""
+"""`rankpipe ui`: the real Airflow web server and scheduler on 127.0.0.1 (embedded defaults:
+SQLite, SequentialExecutor), logged into over HTTP. Switching the daily DAG on in an empty home
+makes the scheduler run the latest day, whose logs are missing: the task fails and its log,
+read through the UI, states why in one line."""
 import os
 import re
 import subprocess
@@ -27,7 +30,7 @@ def files_containing(root, needle):
     return hits
 
 
-def test_ui_starts_with_a_generated_password_shows_the_dag_and_stops_cleanly(tmp_path):
+def test_ui_logs_in_with_a_generated_password_runs_a_missing_day_to_a_one_line_failure_and_stops(tmp_path):
     home, [port] = str(tmp_path / "home"), free_ports(1)
     with running_ui(home, port) as ui:
         password = ui.wait_ready().password
@@ -46,6 +49,28 @@ def test_ui_starts_with_a_generated_password_shows_the_dag_and_stops_cleanly(tmp
             time.sleep(5)
         assert {d["dag_id"]: d["is_paused"] for d in dags} == {"ranking_daily": True, "ranking_daily_backfill": True}
         assert "ranking_daily" in session.get(f"{url}/home", timeout=30).text
+
+        api = f"{url}/api/v1/dags/ranking_daily"
+        resp = session.patch(api, json={"is_paused": False}, timeout=30)
+        assert resp.status_code == 200 and resp.json()["is_paused"] is False, resp.text
+        deadline = time.time() + 300  # the scheduler creates the latest interval's run and executes it
+        state, run_id = None, None
+        while state != "failed" and time.time() < deadline:
+            ui.check_alive()
+            runs = session.get(f"{api}/dagRuns", timeout=30).json()["dag_runs"]
+            if runs:
+                run_id = runs[0]["dag_run_id"]
+                state = session.get(f"{api}/dagRuns/{run_id}/taskInstances/LogJoinExampleGen",
+                                    timeout=30).json().get("state")
+            time.sleep(5)
+        assert state == "failed", f"the scheduled run's LogJoinExampleGen did not fail in time (state {state})"
+        day = runs[0]["logical_date"][:10]
+        log = session.get(f"{api}/dagRuns/{run_id}/taskInstances/LogJoinExampleGen/logs/1",
+                          headers={"Accept": "text/plain"}, timeout=60).text
+        reason = [line for line in log.splitlines() if f"LogJoinExampleGen failed for run_date {day}" in line]
+        assert len(reason) == 1, log[-3000:]
+        assert re.search(rf"MissingLogsError: no \w+ logs for {day}: directory .* does not exist\. Land that day's "
+                         r"logs .* and rerun", reason[0])
         assert files_containing(home, password) == [], "the admin password must not be written anywhere"
     assert ui.returncode == 0, "rankpipe ui did not stop within 90 s of Ctrl-C"
     assert ui.leftover == [], "the scheduler or the web server outlived rankpipe ui"
@@ -69,3 +94,13 @@ def accepted(env, passwords):
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("ACCEPTED"))
     return [word == "True" for word in line.split()[1:]]
+
+
+def test_a_password_starting_with_a_dash_is_set_and_accepted(tmp_path):
+    """Regression: `airflow users create --password -x...` read the password as an option."""
+    from pipeline_components.airflow_local import migrate_db
+    env = ui_env(load_config(home=str(tmp_path / "home")), "127.0.0.1", 8080)
+    migrate_db(env)
+    assert ensure_admin(env, password="-starts-with-a-dash") == "-starts-with-a-dash"
+    assert accepted(env, ["-starts-with-a-dash"]) == [True]
+    assert ensure_admin(env) is None
