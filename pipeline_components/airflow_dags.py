@@ -63,12 +63,10 @@ def daily_dag(config: PipelineConfig) -> DAG:
     """One run per logical date; each TFX component is a task (resolvers run inside their consumer)."""
     settings = _airflow(config)
     ir = compiled.load(config)
-    end_date = settings.get("end_date")
     dag = DAG(
         dag_id=config.pipeline_name,
         schedule=settings.get("schedule", "@daily"),
         start_date=dt.datetime.fromisoformat(str(settings.get("start_date", "2026-11-01"))),
-        end_date=dt.datetime.fromisoformat(str(end_date)) if end_date else None,
         catchup=bool(settings.get("catchup", False)),
         # ML Metadata on SQLite locks under parallel TFX tasks; with MySQL several days may run at once.
         max_active_runs=int(settings.get("max_active_runs", 1)),
@@ -102,7 +100,9 @@ def ordered_tasks(max_active_runs: int) -> Dict[str, Dict[str, bool]]:
     DeploymentGate) and the Pusher (versions must be pushed in day order, or an earlier day
     would land in backfills/). Ingestion and validation of all days overlap. The price: a day
     whose Transform never succeeds (bad data) holds the later days' training until it is
-    cleared and succeeds, or marked success, which a sequential DAG would not."""
+    cleared and succeeds, or marked success, which a sequential DAG would not. Airflow decides
+    what "previous" is: the previous run by logical date, or with catchup the previous
+    *scheduled* run (so with catchup on, overlapping manually triggered runs are not ordered)."""
     if max_active_runs <= 1:
         return {}
     return {"Transform": {"depends_on_past": True},

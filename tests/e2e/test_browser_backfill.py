@@ -2,8 +2,8 @@
 LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/databases.sh
 (Debian packages, loopback only); Debian's Chromium through Selenium and Debian's ChromeDriver.
 
-1. Log in and switch the daily DAG on: the scheduler catches up the two missed days (DAY3,
-   DAY4) two at a time; their ingestion overlaps, their window/baseline/push stay in order.
+1. Log in and switch the daily DAG on; two days (DAY3, DAY4) are triggered together and run
+   two at a time: their ingestion overlaps, their window/baseline/push stay in order.
 2. Fill the backfill form for DAY1..DAY2 and submit: the two days run one after the other,
    each processing its own span; being older than the served model, they are pushed to
    serving/backfills/, never over it.
@@ -26,7 +26,7 @@ import yaml
 from loggen import write_days
 from pipeline_components import report
 from pipeline_components.airflow_dags import daily_run_id
-from pipeline_components.airflow_local import airflow_env
+from pipeline_components.airflow_local import airflow_env, run_airflow
 from pipeline_components.config import REPO_ROOT, load_config
 from tests.ports import free_ports
 from tests.ui_process import running_ui
@@ -83,9 +83,8 @@ def _config(home, databases):
     production["metadata"]["mysql"]["port"] = databases["mysql_port"]
     production["airflow"].update({
         "database_url": databases["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
-        # Two missed days: switching the DAG on makes catchup create exactly these runs.
-        "schedule": "@daily", "start_date": DAY3.isoformat(), "end_date": DAY4.isoformat(), "catchup": True,
-        "parallelism": 3, "backfill_poke_seconds": 15})
+        # No schedule (a scheduled run of "yesterday" would have no logs): the days are triggered.
+        "schedule": None, "parallelism": 3, "backfill_poke_seconds": 15})
     # Tiny days: floors at 0 and a lenient no-regression threshold, so every day is blessed and pushed.
     production.update({"trainer": {"epochs": 1}, "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0}})
     path = os.path.join(home, "production.yaml")
@@ -149,7 +148,7 @@ def _all_succeed(ui, databases, home, dag_id, count):
     return check
 
 
-def test_catchup_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_mariadb(
+def test_two_days_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_mariadb(
         databases, browser, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
     monkeypatch.setenv("RANKPIPE_MLMD_PASSWORD", databases["RANKPIPE_MLMD_PASSWORD"])
@@ -178,16 +177,18 @@ def test_catchup_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_ma
         _wait(both_listed, 240, "both DAGs in the DAG list")
         toggle = b.find_element(By.ID, "toggle-ranking_daily")
         assert not toggle.is_selected(), "DAGs start paused"
-        b.execute_script("arguments[0].click();", toggle)  # switch the daily DAG on: catchup starts
+        b.execute_script("arguments[0].click();", toggle)  # switch the daily DAG on
         _wait(lambda: b.find_element(By.ID, "toggle-ranking_daily").is_selected(), 30, "the toggle", 1)
         _shot(b, shots, "02_dags")
 
-        # 1. Catchup: both missed days, two runs at a time.
-        catchup = _wait(_all_succeed(ui, databases, home, "ranking_daily", 2), RUNS_TIMEOUT_S,
-                        "the two catchup runs to succeed", 10)
-        assert sorted(catchup) == [f"scheduled__{d.isoformat()}T00:00:00+00:00" for d in (DAY3, DAY4)]
-        (first, start3, end3), (_, start4, _) = _task_spans(databases, "r.run_type = 'scheduled'")
-        assert first.startswith(f"scheduled__{DAY3}") and start4 < end3, "the two days did not overlap"
+        # 1. Two days triggered together (as catchup or an operator would), two runs at a time.
+        for day in (DAY3, DAY4):
+            run_airflow(["dags", "trigger", "ranking_daily", "--exec-date", day.isoformat()], env)
+        together = _wait(_all_succeed(ui, databases, home, "ranking_daily", 2), RUNS_TIMEOUT_S,
+                         "the two days to succeed", 10)
+        assert sorted(together) == [f"manual__{d.isoformat()}T00:00:00+00:00" for d in (DAY3, DAY4)]
+        (first, _, end3), (_, start4, _) = _task_spans(databases, "r.run_id like 'manual%'")
+        assert first.startswith(f"manual__{DAY3}") and start4 < end3, "the two days did not overlap"
 
         # 2. Backfill DAY1..DAY2 through the form.
         b.get(f"{ui.url}/dags/ranking_daily_backfill/trigger")
@@ -213,18 +214,18 @@ def test_catchup_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_ma
 
     # The backfill ran its days one after the other, oldest first, each as its own run.
     [backfill_run] = _runs(databases, "ranking_daily_backfill")
-    backfilled = _task_spans(databases, "r.run_type = 'manual'")
+    backfilled = _task_spans(databases, "r.run_id like 'backfill%'")
     assert [r for r, _, _ in backfilled] == [daily_run_id(backfill_run, d) for d in (DAY1, DAY2)]
     assert backfilled[1][1] > backfilled[0][2], "the second day started before the first one ended"
 
     # ML Metadata (MariaDB): every span once, each trained on its own window.
     runs = {r.span_date: r for r in report.collect_runs(config)}
     assert sorted(runs) == [d.isoformat() for d in (DAY1, DAY2, DAY3, DAY4)]
-    assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]  # DAY2 not yet run then
+    assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]  # DAY2 was not run yet
     assert runs[DAY1.isoformat()].trained_on == [DAY1.isoformat()]
     assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
     assert all(r.blessed and r.pushed for r in runs.values())
-    # Pushed: the catchup days are served, the backfilled (older) days are kept aside.
+    # Pushed: the two newest days are served, the backfilled (older) days are kept aside.
     version = {d: d.strftime("%Y%m%d") for d in (DAY1, DAY2, DAY3, DAY4)}
     assert sorted(os.listdir(config.serving_dir)) == [version[DAY3], version[DAY4]]
     backfills = os.path.join(config.serving_root, "backfills", config.model_name)
