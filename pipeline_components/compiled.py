@@ -16,6 +16,7 @@ says which command to run, never a silently old pipeline.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import glob
 import hashlib
 import json
@@ -25,13 +26,26 @@ from typing import Dict, List, Optional
 from pipeline_components.config import DEFAULT_CONFIG, REPO_ROOT, PipelineConfig
 
 RESOLVER_TYPE = "tfx.dsl.components.common.resolver.Resolver"
+# The compiled pipeline's runtime parameters, bound by each task (node_runner.py). Kept here,
+# in a module without TFX, so that binding them costs no import.
+RUN_DATE_PARAM = "run_date"
+PUSH_PARAM = "push"
+# Stands for the run date in a Resolver's config, which cannot hold a RuntimeParameter.
+RUN_DATE_PLACEHOLDER = "${run_date}"
 # Modules that run or report on the pipeline but do not define it: editing them keeps the IR.
-_NOT_IN_IR = {"airflow_dags.py", "airflow_local.py", "airflow_ui.py", "cli.py", "compiled.py",
+_NOT_IN_IR = {"airflow_dags.py", "airflow_local.py", "airflow_ui.py", "cli.py",
               "node_runner.py", "report.py", "vocab.py"}
 
 
 class CompiledPipelineError(RuntimeError):
     pass
+
+
+def parse_run_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"run_date must be a date YYYY-MM-DD (the Airflow logical date), got {value!r}") from None
 
 
 def ir_path(config: PipelineConfig) -> str:

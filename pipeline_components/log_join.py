@@ -36,6 +36,7 @@ from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx_bsl.coders import example_coder
 
+from pipeline_components.compiled import parse_run_date  # noqa: F401  (re-exported)
 from pipeline_components import join_beam, join_logic, raw_logs
 
 LOGS = ("impressions", "clicks", "conversions")
@@ -53,13 +54,6 @@ class QuarantineThresholdError(RuntimeError):
 
 class AccountingError(RuntimeError):
     pass
-
-
-def parse_run_date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(str(value).strip()[:10])
-    except ValueError:
-        raise ValueError(f"run_date must be a date YYYY-MM-DD (the Airflow logical date), got {value!r}") from None
 
 
 def date_to_span(date: dt.date) -> int:

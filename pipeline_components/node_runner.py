@@ -61,8 +61,7 @@ def bind(ir, run_date: str, run_id: str, push: bool) -> None:
     from tfx.dsl.compiler import constants
     from tfx.orchestration.portable import runtime_parameter_utils
 
-    from pipeline_components.log_join import parse_run_date
-    from pipeline_components.pipeline import PUSH_PARAM, RUN_DATE_PARAM, RUN_DATE_PLACEHOLDER
+    from pipeline_components.compiled import PUSH_PARAM, RUN_DATE_PARAM, RUN_DATE_PLACEHOLDER, parse_run_date
     run_date = parse_run_date(run_date).isoformat()
     runtime_parameter_utils.substitute_runtime_parameter(ir, {
         constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id,

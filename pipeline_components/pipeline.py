@@ -27,11 +27,7 @@ from pipeline_components.serving_check import ServingCheck  # noqa: E402
 from pipeline_components.span_pusher import SpanPusher  # noqa: E402
 from schemas import load_feature_spec, scenes  # noqa: E402
 
-RUN_DATE_PARAM = "run_date"
-PUSH_PARAM = "push"
-# Stands for the run date in a Resolver's config, which cannot hold a RuntimeParameter;
-# node_runner.py substitutes it when it binds the runtime parameters.
-RUN_DATE_PLACEHOLDER = "${run_date}"
+from pipeline_components.compiled import PUSH_PARAM, RUN_DATE_PARAM, RUN_DATE_PLACEHOLDER  # noqa: E402
 
 
 def run_date_parameter() -> data_types.RuntimeParameter:

@@ -26,7 +26,7 @@ def _preload() -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import time
     t0 = time.time()
-    from pipeline_components import node_runner  # noqa: F401
+    from pipeline_components import node_runner, pipeline  # noqa: F401  (every component and executor)
     from tfx.orchestration.portable import launcher  # noqa: F401
     from tfx.orchestration.local import runner_utils  # noqa: F401
     print(f"[rankpipe] scheduler preloaded TFX and TensorFlow for forked tasks ({time.time() - t0:.1f}s)",

@@ -19,6 +19,15 @@ from tests.ui_process import running_ui
 pytestmark = pytest.mark.e2e
 
 
+def login(url, password):
+    session = requests.Session()
+    page = session.get(f"{url}/login/", timeout=30)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    resp = session.post(f"{url}/login/", data={"username": "admin", "password": password, "csrf_token": token},
+                        timeout=30)
+    return session, resp
+
+
 def files_containing(root, needle):
     hits = []
     for folder, _, files in os.walk(root):
