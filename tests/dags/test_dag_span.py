@@ -164,3 +164,16 @@ def test_push_flag_parsing(value, expected):
 def test_push_flag_refuses_anything_else():
     with pytest.raises(ValueError, match="true or false"):
         as_bool("maybe")
+
+
+def test_catchup_and_the_schedule_come_from_the_config(config, tmp_path):
+    """airflow.catchup: true lets the scheduler create a run per missed day since start_date."""
+    from pipeline_components.airflow_dags import daily_dag
+    path = tmp_path / "catchup.yaml"
+    path.write_text("airflow: {catchup: true, start_date: '2026-11-10', schedule: '0 3 * * *'}\n")
+    catchup = load_config(str(path), str(tmp_path / "home"))
+    compiled.compile_pipeline(catchup)
+    dag = daily_dag(catchup)
+    assert dag.catchup is True and dag.schedule_interval == "0 3 * * *"
+    assert dag.start_date.date() == dt.date(2026, 11, 10) and dag.max_active_runs == 1
+    assert not any(t.depends_on_past for t in dag.tasks)  # one day at a time: nothing waits on the past
