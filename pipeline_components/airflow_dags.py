@@ -25,10 +25,6 @@ RUN_DATE_TEMPLATE = "{{ params.run_date or ds }}"
 PUSH_TEMPLATE = "{{ params.push }}"
 
 
-def _airflow(config: PipelineConfig) -> Dict[str, Any]:
-    return dict(config.raw.get("airflow") or {})
-
-
 def as_bool(value: Any) -> bool:
     """A rendered template is a string: "True"/"False" (and what a user types in conf)."""
     if isinstance(value, bool):
@@ -61,7 +57,7 @@ downstream tasks see one artifact per output. Backfills: the `ranking_backfill` 
 
 def daily_dag(config: PipelineConfig) -> DAG:
     """One run per logical date; each TFX component is a task (resolvers run inside their consumer)."""
-    settings = _airflow(config)
+    settings = config.airflow
     ir = compiled.load(config)
     dag = DAG(
         dag_id=config.pipeline_name,
@@ -203,7 +199,7 @@ are pushed to `serving/backfills/`, never over today's model.
 
 
 def backfill_dag(config: PipelineConfig) -> DAG:
-    settings = _airflow(config)
+    settings = config.airflow
     yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
     dag = DAG(
         dag_id=f"{config.pipeline_name}_backfill",

@@ -27,7 +27,7 @@ def settings(config: PipelineConfig, env: Optional[Dict[str, str]] = None) -> Di
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in the environment wins over airflow.database_url, so
     a URL with a password need not be written into the config."""
     env = os.environ if env is None else env
-    airflow = dict(config.raw.get("airflow") or {})
+    airflow = config.airflow
     executor = str(airflow.get("executor") or "SequentialExecutor")
     url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or airflow.get("database_url") or \
         f"sqlite:///{os.path.join(config.home, 'airflow', 'airflow.db')}"
@@ -52,16 +52,18 @@ def describe(config: PipelineConfig) -> str:
     return f"Airflow on {names.get(s['database'], s['database'])}, {s['executor']}; ML Metadata on {mlmd}"
 
 
+def _prepend(entry: str, search_path: str) -> str:
+    return os.pathsep.join([entry] + [p for p in search_path.split(os.pathsep) if p and p != entry])
+
+
 def airflow_env(config: PipelineConfig, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = dict(base if base is not None else os.environ)
     airflow_home = os.path.join(config.home, "airflow")
     chosen = settings(config, env)
     # Executors start `airflow tasks run ...` by name: this venv's airflow must come first on PATH.
-    bin_dir = os.path.dirname(sys.executable)
-    env["PATH"] = os.pathsep.join([bin_dir] + [p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir])
+    env["PATH"] = _prepend(os.path.dirname(sys.executable), env.get("PATH", ""))
     # deploy/airflow/airflow_local_settings.py: the scheduler preloads TFX for the tasks it forks.
-    env["PYTHONPATH"] = os.pathsep.join([LOCAL_SETTINGS_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                                              if p and p != LOCAL_SETTINGS_DIR])
+    env["PYTHONPATH"] = _prepend(LOCAL_SETTINGS_DIR, env.get("PYTHONPATH", ""))
     env.update({
         "RANKPIPE_HOME": config.home,
         "RANKPIPE_CONFIG": config.path,

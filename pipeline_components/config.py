@@ -137,6 +137,10 @@ class PipelineConfig:
         return copy.deepcopy(self.raw["model_server"])
 
     @property
+    def airflow(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw.get("airflow") or {})
+
+    @property
     def serving_root(self) -> str:
         return self._path("serving")
 

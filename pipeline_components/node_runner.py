@@ -26,7 +26,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import logging  # noqa: E402
 import time  # noqa: E402
-from typing import Dict, Iterable, List, Optional  # noqa: E402
+from typing import Dict, Iterable, List, Optional, Tuple  # noqa: E402
+
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 
 from pipeline_components import compiled  # noqa: E402
 from pipeline_components.config import load_config  # noqa: E402
@@ -72,7 +74,7 @@ def bind(ir, run_date: str, run_id: str, push: bool) -> None:
 
 
 ATTEMPT_SEP = "~"
-_DONE = (3, 5)  # Execution.COMPLETE, Execution.CACHED
+_DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
 def attempt_name(run_id: str, attempt: int) -> str:
@@ -92,19 +94,16 @@ def successful_attempts(store, pipeline_name: str, node_id: str, run_id: str) ->
     node_ctx = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if node_ctx is None:
         return {}
+    run_type_id = store.get_context_type("pipeline_run").id
     out: Dict[int, List[int]] = {}
     for e in store.get_executions_by_context(node_ctx.id):
         if e.last_known_state not in _DONE:
             continue
         for ctx in store.get_contexts_by_execution(e.id):
-            k = attempt_number(ctx.name, run_id) if ctx.type_id == _run_type_id(store) else None
+            k = attempt_number(ctx.name, run_id) if ctx.type_id == run_type_id else None
             if k is not None:
                 out.setdefault(k, []).append(e.id)
     return out
-
-
-def _run_type_id(store) -> int:
-    return store.get_context_type("pipeline_run").id
 
 
 def _pipeline_run_queries(node):
@@ -116,11 +115,12 @@ def _pipeline_run_queries(node):
                     yield channel.producer_node_query.id, query
 
 
-def place_attempt(store, pipeline_name: str, node, run_id: str) -> int:
+def place_attempt(store, pipeline_name: str, node, run_id: str) -> Tuple[int, Dict[int, List[int]]]:
     """Decides which attempt of the run this node executes in, and points its inputs at the
     attempt in which each producer last succeeded (in place). TFX runs a node at most once per
     pipeline-run context (a second launch in the same context exits without running), so a
-    rerun (a cleared task) gets a new context, ``<run_id>~2``, and its downstream tasks follow."""
+    rerun (a cleared task) gets a new context, ``<run_id>~2``, and its downstream tasks follow.
+    Returns the attempt and this node's earlier successful attempts (``successful_attempts``)."""
     producers = {}
     for producer, query in _pipeline_run_queries(node):
         if producer not in producers:
@@ -135,13 +135,12 @@ def place_attempt(store, pipeline_name: str, node, run_id: str) -> int:
     for ctx in node.contexts.contexts:
         if ctx.type.name == "pipeline_run":
             ctx.name.field_value.string_value = attempt_name(run_id, attempt)
-    return attempt
+    return attempt, mine
 
 
-def retire_earlier_attempts(store, pipeline_name: str, node_id: str, run_id: str, attempt: int) -> int:
-    """Marks the outputs of this node's earlier successful attempts in this run as superseded."""
-    ids = [e for k, es in successful_attempts(store, pipeline_name, node_id, run_id).items() if k < attempt
-           for e in es]
+def retire_earlier_attempts(store, node_id: str, run_id: str, attempt: int, earlier: Dict[int, List[int]]) -> int:
+    """Marks the outputs of this node's earlier successful attempts (``place_attempt``'s) as superseded."""
+    ids = [e for k, es in earlier.items() if k < attempt for e in es]
     if not ids:
         return 0
     from tfx.orchestration.portable.mlmd import event_lib
@@ -202,7 +201,7 @@ def check_succeeded(store, node_id: str, execution_info, last_error: Optional[st
             "TFX skipped the node: an input it needs has no artifact in this run; check the upstream "
             "tasks of this run (a cleared upstream task must run again before this one)")
     [execution] = store.get_executions_by_id([execution_id])
-    if execution.last_known_state not in (execution.COMPLETE, execution.CACHED):
+    if execution.last_known_state not in _DONE:
         reason = last_error or "see the error above"
         raise NodeDidNotSucceed(f"execution {execution_id} ended {execution.State.Name(execution.last_known_state)}: "
                                 f"{reason}")
@@ -218,10 +217,9 @@ def run_nodes(node_ids: Iterable[str], run_date: str, run_id: str, push: bool = 
     ir = compiled.load(config)
     bind(ir, run_date, run_id, push)
     deployment = runner_utils.extract_local_deployment_config(ir)
-    connection = getattr(deployment.metadata_connection_config,
-                         deployment.metadata_connection_config.WhichOneof("connection_config"))
-    if getattr(connection, "DESCRIPTOR", None) is not None and connection.DESCRIPTOR.name == "ConnectionConfig" \
-            and connection.WhichOneof("config") == "mysql" and not connection.mysql.password:
+    which = deployment.metadata_connection_config.WhichOneof("connection_config")
+    connection = getattr(deployment.metadata_connection_config, which)
+    if which == "database_connection_config" and connection.HasField("mysql") and not connection.mysql.password:
         connection.mysql.password = config.mlmd_password()  # the compiled pipeline holds no secret
     for node_id in node_ids:
         node = compiled.find_node(ir, node_id)
@@ -230,9 +228,9 @@ def run_nodes(node_ids: Iterable[str], run_date: str, run_id: str, push: bool = 
         t0 = time.time()
         try:
             with metadata.Metadata(connection) as m:
-                attempt = place_attempt(m.store, ir.pipeline_info.id, node, run_id)
+                attempt, earlier = place_attempt(m.store, ir.pipeline_info.id, node, run_id)
                 if node.node_info.type.name != compiled.RESOLVER_TYPE:
-                    retire_earlier_attempts(m.store, ir.pipeline_info.id, node_id, run_id, attempt)
+                    retire_earlier_attempts(m.store, node_id, run_id, attempt, earlier)
             runtime_spec.pipeline_run_id.field_value.string_value = attempt_name(run_id, attempt)
             errors = _LastError()
             logging.getLogger().addHandler(errors)
