@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,8 +36,18 @@ def ui_env(config: PipelineConfig, host: str, port: int) -> Dict[str, str]:
         "AIRFLOW__WEBSERVER__WORKER_REFRESH_INTERVAL": "86400",
         "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "60",
+        # The scheduler's log server (the UI reads running tasks' logs from it) defaults to port
+        # 8793 machine-wide: a second `rankpipe ui` (another home or config) would lose its own.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+        or str(_free_port()),
     })
     return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _secret_key(airflow_home: str) -> str:

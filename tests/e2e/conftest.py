@@ -14,12 +14,20 @@ DAY2 = DAY1 + dt.timedelta(days=1)
 IMPRESSIONS = 30_000
 
 
-def config_with_floor(home, name, floor):
+def config_with_floor(home, name, floor, epochs=3):
     path = os.path.join(home, f"{name}.yaml")
     with open(path, "w") as fh:
-        yaml.safe_dump({"trainer": {"epochs": 3},
+        yaml.safe_dump({"trainer": {"epochs": epochs},
                         "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
     return load_config(path, home)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """The tests that share the e2e days go to one xdist worker: another worker would run both days again."""
+    for item in items:
+        if {"home", "day1"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("e2e_days"))
 
 
 @pytest.fixture(scope="session")

@@ -4,24 +4,31 @@ LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/dat
 
 1. Log in and switch the daily DAG on; two days (DAY3, DAY4) are triggered together and run
    two at a time: their ingestion overlaps, their window/baseline/push stay in order.
-2. Fill the backfill form for DAY1..DAY2 and submit: the two days run one after the other,
+2. Clear the finished DAY4 in the grid (Clear > Clear existing tasks): the scheduler reruns it,
+   alongside the backfill below. The rerun is idempotent: one live artifact per output (the
+   first attempt's are superseded), the same labels, one pushed version.
+3. Fill the backfill form for DAY1..DAY2 and submit: the two days run one after the other,
    each processing its own span; being older than the served model, they are pushed to
    serving/backfills/, never over it.
-3. Check the runs in PostgreSQL, and the pushed models and the spans in ML Metadata (MariaDB).
+4. Check the runs in PostgreSQL, and the pushed models and the spans in ML Metadata (MariaDB).
 
 Every wait is bounded. Screenshots go to $RANKPIPE_SCREENSHOTS (default: the test's tmp dir);
 the README's come from this test.
 """
 import datetime as dt
+import glob
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pytest
+import tensorflow as tf
 import yaml
+from ml_metadata.proto import metadata_store_pb2
 
 from loggen import write_days
 from pipeline_components import report
@@ -37,6 +44,7 @@ DAY1, DAY2, DAY3, DAY4 = (dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in 
 IMPRESSIONS = 8_000
 RUNS_TIMEOUT_S = 900
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CLEAR_BUTTON = "button[title='Clear tasks or add new tasks']"
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +146,52 @@ def _failed_task_logs(home):
     return "\n".join(logs)
 
 
+def _labels(examples_uri):
+    """{impression_id: (click, conversion)} of a day's joined examples."""
+    out = {}
+    files = glob.glob(os.path.join(examples_uri, "Split-*", "*.gz"))
+    assert files
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        f = tf.train.Example.FromString(record.numpy()).features.feature
+        out[f["impression_id"].bytes_list.value[0]] = (f["click"].int64_list.value[0],
+                                                       f["conversion"].int64_list.value[0])
+    return out
+
+
+def _run_artifacts(store, run_names):
+    """{(node, artifact type): [artifacts]} output by executions in the given pipeline-run contexts."""
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    node_type = store.get_context_type("node").id
+    found = {}
+    for name in run_names:
+        ctx = store.get_context_by_type_and_name("pipeline_run", name)
+        assert ctx is not None, f"no pipeline_run context {name}"
+        for execution in store.get_executions_by_context(ctx.id):
+            [node] = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
+            outputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                       if e.type == metadata_store_pb2.Event.OUTPUT]
+            for a in store.get_artifacts_by_id(outputs):
+                found.setdefault((node.split(".", 1)[1], types[a.type_id]), []).append(a)
+    return found
+
+
+def _clear_run(driver, ui, run_id, shots):
+    """The grid's Clear > Clear existing tasks, as an operator reruns a day. The grid is a React
+    app inside a shadow root (div#root), which Selenium searches with CSS selectors only."""
+    from selenium.webdriver.common.by import By
+    driver.get(f"{ui.url}/dags/ranking_daily/grid?dag_run_id={urllib.parse.quote(run_id)}")
+
+    def grid():
+        hosts = driver.find_elements(By.ID, "root")
+        return hosts and driver.execute_script("return arguments[0].shadowRoot", hosts[0]) and hosts[0].shadow_root
+    root = _wait(grid, 60, "the grid", 1)
+    _wait(lambda: root.find_elements(By.CSS_SELECTOR, CLEAR_BUTTON), 60, "the run's Clear button", 1)[0].click()
+    item = _wait(lambda: [e for e in root.find_elements(By.CSS_SELECTOR, "button[role=menuitem]")
+                          if e.is_displayed() and e.text.strip() == "Clear existing tasks"], 30, "the Clear menu", 1)
+    _shot(driver, shots, "06_clear_run")
+    item[0].click()
+
+
 def _all_succeed(ui, databases, home, dag_id, count):
     def check():
         ui.check_alive()
@@ -148,7 +202,7 @@ def _all_succeed(ui, databases, home, dag_id, count):
     return check
 
 
-def test_two_days_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_mariadb(
+def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgres_and_mariadb(
         databases, browser, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
     monkeypatch.setenv("RANKPIPE_MLMD_PASSWORD", databases["RANKPIPE_MLMD_PASSWORD"])
@@ -186,11 +240,21 @@ def test_two_days_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_m
             run_airflow(["dags", "trigger", "ranking_daily", "--exec-date", day.isoformat()], env)
         together = _wait(_all_succeed(ui, databases, home, "ranking_daily", 2), RUNS_TIMEOUT_S,
                          "the two days to succeed", 10)
-        assert sorted(together) == [f"manual__{d.isoformat()}T00:00:00+00:00" for d in (DAY3, DAY4)]
+        day4_run = f"manual__{DAY4.isoformat()}T00:00:00+00:00"
+        assert sorted(together) == [f"manual__{DAY3.isoformat()}T00:00:00+00:00", day4_run]
         (first, _, end3), (_, start4, _) = _task_spans(databases, "r.run_id like 'manual%'")
         assert first.startswith(f"manual__{DAY3}") and start4 < end3, "the two days did not overlap"
+        transform = {run: (start, end) for run, start, end in _psql(
+            databases, "select run_id, start_date, end_date from task_instance where task_id = 'Transform'")}
+        assert transform[day4_run][0] > transform[first][1], "DAY4's Transform did not wait for DAY3's"
 
-        # 2. Backfill DAY1..DAY2 through the form.
+        # 2. Clear the finished DAY4: the scheduler reruns every task.
+        [before] = [r for r in report.collect_runs(config) if r.span_date == DAY4.isoformat()]
+        labels_before = _labels(before.examples_uri)
+        _clear_run(b, ui, day4_run, shots)
+        _wait(lambda: _runs(databases, "ranking_daily")[day4_run] != "success", 60, "DAY4's run to be cleared", 1)
+
+        # 3. Backfill DAY1..DAY2 through the form.
         b.get(f"{ui.url}/dags/ranking_daily_backfill/trigger")
         for name, value in (("start", DAY1), ("end", DAY2)):
             field = b.find_element(By.ID, f"element_{name}")
@@ -202,7 +266,7 @@ def test_two_days_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_m
         b.find_element(By.XPATH, "//button[@type='submit' and contains(., 'Trigger')]").click()
         _wait(lambda: _runs(databases, "ranking_daily_backfill"), 60, "the backfill run")
         _wait(_all_succeed(ui, databases, home, "ranking_daily", 4), RUNS_TIMEOUT_S,
-              "both backfilled days to succeed", 10)
+              "both backfilled days and the rerun to succeed", 10)
         _wait(_all_succeed(ui, databases, home, "ranking_daily_backfill", 1), 120, "the backfill run to succeed")
         b.get(f"{ui.url}/dags/ranking_daily/grid")
         time.sleep(3)
@@ -218,14 +282,33 @@ def test_two_days_in_parallel_then_a_backfill_from_the_browser_on_postgres_and_m
     assert [r for r, _, _ in backfilled] == [daily_run_id(backfill_run, d) for d in (DAY1, DAY2)]
     assert backfilled[1][1] > backfilled[0][2], "the second day started before the first one ended"
 
+    # The cleared DAY4 ran every task again (second try), alongside the backfill's first day.
+    tries = dict(_psql(databases, f"select task_id, try_number from task_instance where run_id = '{day4_run}'"))
+    assert len(tries) == 11 and set(tries.values()) == {"2"}, tries
+    [(_, rerun_start, rerun_end)] = _task_spans(databases, f"r.run_id = '{day4_run}'")
+    assert rerun_start < backfilled[0][2] and backfilled[0][1] < rerun_end, "the rerun did not overlap the backfill"
+    # ... in a new pipeline-run context, superseding the first attempt's outputs: one live artifact each.
+    store = report.open_store(config)
+    first_attempt, rerun = _run_artifacts(store, [day4_run]), _run_artifacts(store, [f"{day4_run}~2"])
+    assert set(rerun) == set(first_attempt) and ("LogJoinExampleGen", "Examples") in rerun
+    for key in first_attempt:
+        [live] = [a for a in first_attempt[key] + rerun[key] if a.state == a.LIVE]
+        assert live in rerun[key], key
+        for a in first_attempt[key]:
+            assert a.state == a.MARKED_FOR_DELETION, key
+            assert a.custom_properties["superseded_in_run"].string_value == f"{day4_run}~2"
+
     # ML Metadata (MariaDB): every span once, each trained on its own window.
     runs = {r.span_date: r for r in report.collect_runs(config)}
     assert sorted(runs) == [d.isoformat() for d in (DAY1, DAY2, DAY3, DAY4)]
-    assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]  # DAY2 was not run yet
+    assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]
+    assert runs[DAY4.isoformat()].examples_uri != before.examples_uri  # the rerun's join ...
+    assert _labels(runs[DAY4.isoformat()].examples_uri) == labels_before  # ... labels every impression the same
     assert runs[DAY1.isoformat()].trained_on == [DAY1.isoformat()]
     assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
     assert all(r.blessed and r.pushed for r in runs.values())
-    # Pushed: the two newest days are served, the backfilled (older) days are kept aside.
+    # Pushed: the two newest days are served (the rerun replaced DAY4's version, no second copy),
+    # the backfilled (older) days are kept aside.
     version = {d: d.strftime("%Y%m%d") for d in (DAY1, DAY2, DAY3, DAY4)}
     assert sorted(os.listdir(config.serving_dir)) == [version[DAY3], version[DAY4]]
     backfills = os.path.join(config.serving_root, "backfills", config.model_name)

@@ -1,5 +1,7 @@
 """Multi-worker training: two CPU workers on localhost (MultiWorkerMirroredStrategy over gRPC) against
-one worker, on the pipeline's day-1 output, through the worker entry point (``python -m trainer.worker``)."""
+one worker, on the pipeline's day-1 output, through the worker entry point (``python -m trainer.worker``,
+the Trainer's own ``train()``). The one-worker transfer run is also the multi-domain model's check on
+pipeline output: attention for every scene, named from the Transform vocabulary."""
 import glob
 import json
 import os
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from loggen.world import DEFAULT_SCENES
 from pipeline_components.config import REPO_ROOT
 from tests.e2e.test_airflow_dag import _artifact_dir
 from tests.ports import free_ports
@@ -95,14 +98,27 @@ def test_the_transfer_model_with_its_critic_trains_on_two_workers(day1, home, tm
     """Per-scene losses and the Wasserstein term are per replica (each replica's scene means and
     critic estimates), so two workers come close to one worker, not bit for bit."""
     sets = ["trainer.model=transfer", TRANSFER, "trainer.multi_domain.critic_steps=1",
-            "trainer.shuffle_buffer=2000"]
+            "trainer.multi_domain.source_scene=main_search", "trainer.shuffle_buffer=2000"]
     single, chief, _ = train_both(home, tmp_path, sets)
     one, two = summary(single), summary(chief)
+
+    # One worker: the multi-domain model on pipeline output.
+    attention = one["attention_by_scene"]
+    assert set(attention) == set(DEFAULT_SCENES)  # every scene, by name from the Transform vocabulary
+    assert {"item_price", "item_brand", "scene"} <= {f for row in attention.values() for f in row}
+    assert all(0 < w < 1 for row in attention.values() for w in row.values())
+    assert {"d_c", "d_s", "d_t", "val_d_c"} <= set(one["history"])
+    a = predictions(single, eval_records)
+    for head in ("ctr", "cvr", "ctcvr"):
+        assert np.all((a[head] > 0) & (a[head] < 1)), head
+    np.testing.assert_allclose(a["ctcvr"], a["ctr"] * a["cvr"], rtol=1e-6)
+
+    # Two workers.
     assert two["distribution"]["strategy"] == "multi_worker"
     assert set(two["attention_by_scene"]) == set(one["attention_by_scene"])
     for key in ("val_ctr_ctr_auc", "val_ctcvr_ctcvr_auc"):
         assert abs(two["history"][key][0] - one["history"][key][0]) < 0.01, key
-    a, b = predictions(single, eval_records), predictions(chief, eval_records)
+    b = predictions(chief, eval_records)
     for head in ("ctr", "ctcvr"):
         assert np.corrcoef(a[head], b[head])[0, 1] > 0.95, head
         assert np.max(np.abs(a[head] - b[head])) < 0.05, head
