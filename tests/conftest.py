@@ -24,3 +24,20 @@ def small_logs(tmp_path_factory):
     root = tmp_path_factory.mktemp("logs")
     counts = write_days(str(root / "logs"), str(root / "truth"), SMALL_DAY, 2, 4000, progress=None)
     return {"logs": str(root / "logs"), "truth": str(root / "truth"), "counts": counts, "start": SMALL_DAY}
+
+
+E2E_DAYS = "tests/e2e/days/"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist: the tests in tests/e2e/days share the Airflow-run days (session fixtures),
+    so they go to one worker as one unit, first (largest unit); every other test is balanced on its
+    own. (xdist's loadgroup marks tests by rewriting Item._nodeid, which pytest 9.2 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DaysTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return "e2e_days" if nodeid.startswith(E2E_DAYS) else nodeid
+
+    return DaysTogether(config, log)

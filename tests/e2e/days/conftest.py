@@ -1,4 +1,5 @@
-"""The e2e days, shared by every e2e module: the Airflow runs are the expensive part."""
+"""The e2e days, shared by every module in this folder: the Airflow runs are the expensive part.
+Under pytest-xdist the whole folder runs on one worker (tests/conftest.py), so they run once."""
 import datetime as dt
 import os
 
@@ -20,14 +21,6 @@ def config_with_floor(home, name, floor, epochs=3):
         yaml.safe_dump({"trainer": {"epochs": epochs},
                         "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
     return load_config(path, home)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """The tests that share the e2e days go to one xdist worker: another worker would run both days again."""
-    for item in items:
-        if {"home", "day1"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("e2e_days"))
 
 
 @pytest.fixture(scope="session")

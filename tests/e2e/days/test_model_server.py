@@ -21,7 +21,7 @@ from model_server.http import serve
 from model_server.predict_request import example_to_instance
 from pipeline_components.span_pusher import replace_dir
 from schemas import load_feature_spec
-from tests.e2e.conftest import DAY1
+from tests.e2e.days.conftest import DAY1
 
 pytestmark = pytest.mark.e2e
 V1, V2 = int(DAY1.strftime("%Y%m%d")), int(DAY1.strftime("%Y%m%d")) + 1

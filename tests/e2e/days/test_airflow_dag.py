@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline_components import airflow_local, report
-from tests.e2e.conftest import DAY1, DAY2, config_with_floor
+from tests.e2e.days.conftest import DAY1, DAY2, config_with_floor
 
 pytestmark = pytest.mark.e2e
 
