@@ -22,7 +22,6 @@ import glob  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -32,6 +31,7 @@ from typing import List  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model_server.predict_request import example_to_instance  # noqa: E402
+from pipeline_components.ports import free_ports  # noqa: E402
 from schemas import load_feature_spec  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,12 +57,6 @@ def eval_records(files: List[str], n: int) -> List[bytes]:
 def raw_instance(record: bytes, _spec=load_feature_spec()) -> dict:
     """Labels and passthrough ids are not request features (the spec is read once)."""
     return example_to_instance(record, drop=_spec.labels + _spec.passthrough)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(model_dir: str, port: int) -> subprocess.Popen:
@@ -136,7 +130,7 @@ def main() -> None:
     else:
         model_dir, files = prepare_model(args.workdir, args.impressions)
     records = eval_records(files, 1000)
-    port = free_port()
+    [port] = free_ports()
     proc = start_server(model_dir, port)
     rows = []
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Dict, List, Optional
 
 from pipeline_components.airflow_local import _airflow_cmd, airflow_env, compile_if_stale, describe, migrate_db
 from pipeline_components.config import PipelineConfig
+from pipeline_components.ports import free_ports
 
 ADMIN = "admin"
 
@@ -39,15 +39,9 @@ def ui_env(config: PipelineConfig, host: str, port: int) -> Dict[str, str]:
         # The scheduler's log server (the UI reads running tasks' logs from it) defaults to port
         # 8793 machine-wide: a second `rankpipe ui` (another home or config) would lose its own.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
-        or str(_free_port()),
+        or str(free_ports()[0]),
     })
     return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _secret_key(airflow_home: str) -> str:

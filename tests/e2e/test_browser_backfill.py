@@ -35,7 +35,7 @@ from pipeline_components import report
 from pipeline_components.airflow_dags import daily_run_id
 from pipeline_components.airflow_local import airflow_env, run_airflow
 from pipeline_components.config import REPO_ROOT, load_config
-from tests.ports import free_ports
+from pipeline_components.ports import free_ports
 from tests.ui_process import running_ui
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import requests
 
 from pipeline_components.airflow_ui import ensure_admin, ui_env
 from pipeline_components.config import load_config
-from tests.ports import free_ports
+from pipeline_components.ports import free_ports
 from tests.ui_process import running_ui
 
 pytestmark = pytest.mark.e2e

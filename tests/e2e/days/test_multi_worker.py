@@ -15,7 +15,7 @@ import tensorflow as tf
 from loggen.world import DEFAULT_SCENES
 from pipeline_components.config import REPO_ROOT
 from tests.e2e.days.test_airflow_dag import _artifact_dir
-from tests.ports import free_ports
+from pipeline_components.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 420
