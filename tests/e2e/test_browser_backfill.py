@@ -16,7 +16,6 @@ Every wait is bounded. Screenshots go to $RANKPIPE_SCREENSHOTS (default: the tes
 the README's come from this test.
 """
 import datetime as dt
-import glob
 import os
 import re
 import shutil
@@ -25,8 +24,8 @@ import tempfile
 import time
 import urllib.parse
 
+import pandas as pd
 import pytest
-import tensorflow as tf
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 
@@ -36,6 +35,7 @@ from pipeline_components.airflow_dags import daily_run_id
 from pipeline_components.airflow_local import airflow_env, run_airflow
 from pipeline_components.config import REPO_ROOT, load_config
 from pipeline_components.ports import free_ports
+from tests.pipeline_components.join_helpers import read_examples
 from tests.ui_process import running_ui
 
 pytestmark = pytest.mark.e2e
@@ -147,31 +147,25 @@ def _failed_task_logs(home):
 
 
 def _labels(examples_uri):
-    """{impression_id: (click, conversion)} of a day's joined examples."""
-    out = {}
-    files = glob.glob(os.path.join(examples_uri, "Split-*", "*.gz"))
-    assert files
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        f = tf.train.Example.FromString(record.numpy()).features.feature
-        out[f["impression_id"].bytes_list.value[0]] = (f["click"].int64_list.value[0],
-                                                       f["conversion"].int64_list.value[0])
-    return out
+    """(click, conversion) by impression of a day's joined examples, whatever the split."""
+    labels = read_examples(examples_uri)
+    assert len(labels), f"no examples under {examples_uri}"
+    return labels.set_index("impression_id")[["click", "conversion"]].sort_index()
 
 
-def _run_artifacts(store, run_names):
-    """{(node, artifact type): [artifacts]} output by executions in the given pipeline-run contexts."""
+def _run_artifacts(store, run_name):
+    """{(node, artifact type): [artifacts]} output by executions in one pipeline-run context."""
     types = {t.id: t.name for t in store.get_artifact_types()}
     node_type = store.get_context_type("node").id
+    ctx = store.get_context_by_type_and_name("pipeline_run", run_name)
+    assert ctx is not None, f"no pipeline_run context {run_name}"
     found = {}
-    for name in run_names:
-        ctx = store.get_context_by_type_and_name("pipeline_run", name)
-        assert ctx is not None, f"no pipeline_run context {name}"
-        for execution in store.get_executions_by_context(ctx.id):
-            [node] = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
-            outputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-                       if e.type == metadata_store_pb2.Event.OUTPUT]
-            for a in store.get_artifacts_by_id(outputs):
-                found.setdefault((node.split(".", 1)[1], types[a.type_id]), []).append(a)
+    for execution in store.get_executions_by_context(ctx.id):
+        [node] = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
+        outputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                   if e.type == metadata_store_pb2.Event.OUTPUT]
+        for a in store.get_artifacts_by_id(outputs):
+            found.setdefault((node.split(".", 1)[1], types[a.type_id]), []).append(a)
     return found
 
 
@@ -289,7 +283,7 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
     assert rerun_start < backfilled[0][2] and backfilled[0][1] < rerun_end, "the rerun did not overlap the backfill"
     # ... in a new pipeline-run context, superseding the first attempt's outputs: one live artifact each.
     store = report.open_store(config)
-    first_attempt, rerun = _run_artifacts(store, [day4_run]), _run_artifacts(store, [f"{day4_run}~2"])
+    first_attempt, rerun = _run_artifacts(store, day4_run), _run_artifacts(store, f"{day4_run}~2")
     assert set(rerun) == set(first_attempt) and ("LogJoinExampleGen", "Examples") in rerun
     for key in first_attempt:
         [live] = [a for a in first_attempt[key] + rerun[key] if a.state == a.LIVE]
@@ -303,7 +297,7 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
     assert sorted(runs) == [d.isoformat() for d in (DAY1, DAY2, DAY3, DAY4)]
     assert runs[DAY4.isoformat()].trained_on == [DAY3.isoformat(), DAY4.isoformat()]
     assert runs[DAY4.isoformat()].examples_uri != before.examples_uri  # the rerun's join ...
-    assert _labels(runs[DAY4.isoformat()].examples_uri) == labels_before  # ... labels every impression the same
+    pd.testing.assert_frame_equal(_labels(runs[DAY4.isoformat()].examples_uri), labels_before)  # same labels
     assert runs[DAY1.isoformat()].trained_on == [DAY1.isoformat()]
     assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
     assert all(r.blessed and r.pushed for r in runs.values())

@@ -4,7 +4,7 @@ import os
 
 import pandas as pd
 import tensorflow as tf
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 
 from pipeline_components import log_join
 
@@ -24,10 +24,12 @@ def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0):
     return examples, report
 
 
-def read_examples(examples):
+def read_examples(examples_uri):
+    """Every joined example of an Examples artifact's directory, one row each, with its split."""
     rows = []
-    for split in artifact_utils.decode_split_names(examples.split_names):
-        for path in glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz")):
+    for folder in sorted(glob.glob(os.path.join(examples_uri, "Split-*"))):
+        split = os.path.basename(folder)[len("Split-"):]
+        for path in glob.glob(os.path.join(folder, "*.gz")):
             for rec in tf.data.TFRecordDataset(path, compression_type="GZIP"):
                 ex = tf.train.Example.FromString(rec.numpy()).features.feature
                 rows.append({"impression_id": ex["impression_id"].bytes_list.value[0].decode(),

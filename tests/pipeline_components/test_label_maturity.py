@@ -30,7 +30,7 @@ def logs(tmp_path_factory):
 
 def _labels(logs_root, out, delay):
     examples, _ = run_join(logs_root, out, T.isoformat(), delay=delay)
-    return examples, read_examples(examples).set_index("impression_id").sort_index()
+    return examples, read_examples(examples.uri).set_index("impression_id").sort_index()
 
 
 def test_daily_run_and_later_backfill_give_the_same_labels(logs, tmp_path):
@@ -61,7 +61,7 @@ def test_labels_use_conversions_from_every_day_through_T(logs, tmp_path):
 def test_an_immature_day_has_fewer_conversions(logs, tmp_path):
     """Labelling day T-k the same day (k = 0) misses the conversions that arrive later."""
     examples, _ = run_join(str(logs / "all"), tmp_path / "immature", SPAN_DATE.isoformat(), delay=0)
-    immature = read_examples(examples)
+    immature = read_examples(examples.uri)
     _, mature = _labels(str(logs / "all"), tmp_path / "mature2", K)
     assert immature["conversion"].sum() < mature["conversion"].sum()
     assert immature["click"].sum() <= mature["click"].sum()

@@ -24,7 +24,7 @@ def joined(small_logs, tmp_path_factory):
     out = tmp_path_factory.mktemp("join")
     examples, report = _run(small_logs["logs"], out, small_logs["start"].isoformat())
     with open(os.path.join(report.uri, "join_report.json")) as fh:
-        return examples, json.load(fh), _read_examples(examples)
+        return examples, json.load(fh), _read_examples(examples.uri)
 
 
 def test_labels_match_an_independent_pandas_join(small_logs, joined):
