@@ -14,6 +14,8 @@ import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests import waits  # noqa: E402
+
 SMALL_DAY = dt.date(2026, 11, 20)
 
 
@@ -24,6 +26,32 @@ def small_logs(tmp_path_factory):
     root = tmp_path_factory.mktemp("logs")
     counts = write_days(str(root / "logs"), str(root / "truth"), SMALL_DAY, 2, 4000, progress=None)
     return {"logs": str(root / "logs"), "truth": str(root / "truth"), "counts": counts, "start": SMALL_DAY}
+
+
+def pytest_configure(config):
+    """Times the calibration workload once, in the process that starts the suite (pytest-xdist's
+    workers inherit the result through the environment), so every wait and ceiling in the tests
+    scales with this machine's speed today (tests/waits.py). RANKPIPE_TEST_SLOWNESS set by hand wins."""
+    if waits.SLOWNESS_ENV not in os.environ and not hasattr(config, "workerinput"):
+        os.environ[waits.SLOWNESS_ENV] = f"{waits.calibrate():.2f}"
+
+
+def pytest_report_header(config):
+    return f"machine speed: waits and ceilings x{waits.slowness():.2f} ({waits.SLOWNESS_ENV}, tests/waits.py)"
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"waits and ceilings were scaled x{waits.slowness():.2f} for this machine's speed "
+                                f"({waits.SLOWNESS_ENV}={os.environ.get(waits.SLOWNESS_ENV)})")
+
+
+def pytest_collection_modifyitems(config, items):
+    """pytest-timeout's per-test backstop (``timeout`` in pyproject.toml, over 3x the slowest test's
+    need on the reference machine) scales like every other ceiling: a hung test fails alone."""
+    backstop = waits.scaled(float(config.getini("timeout") or 0))
+    for item in items:
+        if backstop and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(backstop))
 
 
 E2E_DAYS = "tests/e2e/days/"

@@ -12,8 +12,11 @@ import time
 import pytest
 
 from pipeline_components.config import REPO_ROOT
+from tests.waits import scaled
 
-START_TIMEOUT_S = 360
+# The longest silent step of `rankpipe ui` on the reference machine: `airflow db migrate` on a new
+# database, about a minute beside the other test worker.
+START_STALL_S = 240
 
 
 def read_lines(proc):
@@ -22,18 +25,25 @@ def read_lines(proc):
     return lines
 
 
-def wait_for(lines, pattern, seen, timeout_s):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
+def wait_for(lines, pattern, seen, stall_s, proc=None):
+    """The first output line matching pattern. Each line is progress: fails when `rankpipe ui`
+    printed nothing for stall_s (scaled to this machine), or at once when it exited."""
+    limit = scaled(stall_s)
+    since = time.monotonic()
+    while time.monotonic() - since < limit:
         try:
             line = lines.get(timeout=1)
         except queue.Empty:
+            if proc is not None and proc.poll() is not None and lines.empty():
+                pytest.fail(f"rankpipe ui exited with {proc.returncode} before printing {pattern!r}; output:\n"
+                            f"{''.join(seen)}")
             continue
         seen.append(line)
+        since = time.monotonic()
         match = re.search(pattern, line)
         if match:
             return match
-    pytest.fail(f"no line matching {pattern!r} within {timeout_s}s; output so far:\n{''.join(seen)}")
+    pytest.fail(f"no line matching {pattern!r} and no output for {limit:.0f}s; output so far:\n{''.join(seen)}")
 
 
 def processes_of(home):
@@ -67,8 +77,8 @@ class UI:
 
     def wait_ready(self):
         self.password = wait_for(self.lines, r"admin user 'admin', password: (\S+)", self.seen,
-                                 START_TIMEOUT_S).group(1)
-        wait_for(self.lines, r"\[ui\] ready: " + re.escape(self.url), self.seen, START_TIMEOUT_S)
+                                 START_STALL_S, self.proc).group(1)
+        wait_for(self.lines, r"\[ui\] ready: " + re.escape(self.url), self.seen, START_STALL_S, self.proc)
         return self
 
 
@@ -84,7 +94,7 @@ def running_ui(home, port, config=None):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            ui.returncode = proc.wait(timeout=90)
+            ui.returncode = proc.wait(timeout=scaled(90))
         except subprocess.TimeoutExpired:
             proc.kill()
         ui.leftover = processes_of(home)

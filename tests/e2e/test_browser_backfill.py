@@ -12,7 +12,8 @@ LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/dat
    serving/backfills/, never over it.
 4. Check the runs in PostgreSQL, and the pushed models and the spans in ML Metadata (MariaDB).
 
-Every wait is bounded. Screenshots go to $RANKPIPE_SCREENSHOTS (default: the test's tmp dir);
+Every wait ends on progress or on failure (tests/waits.py): the runs are waited on while their
+tasks change state, and a failed task fails the test at once with its log line. Screenshots go to $RANKPIPE_SCREENSHOTS (default: the test's tmp dir);
 the README's come from this test.
 """
 import datetime as dt
@@ -37,12 +38,13 @@ from pipeline_components.config import REPO_ROOT, load_config
 from pipeline_components.ports import free_ports
 from tests.pipeline_components.join_helpers import read_examples
 from tests.ui_process import running_ui
+from tests.waits import scaled, wait_for
 
 pytestmark = pytest.mark.e2e
 
 DAY1, DAY2, DAY3, DAY4 = (dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in range(4))
 IMPRESSIONS = 8_000
-RUNS_TIMEOUT_S = 900
+RUNS_STALL_S = 300
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CLEAR_BUTTON = "button[title='Clear tasks or add new tasks']"
 
@@ -55,13 +57,13 @@ def databases():
     pg_port, mysql_port = free_ports(2)
     script = os.path.join(REPO_ROOT, "scripts", "databases.sh")
     out = subprocess.run(["bash", script, "start", folder, str(pg_port), str(mysql_port)], capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=scaled(600))
     assert out.returncode == 0, out.stderr[-3000:]
     exports = dict(re.findall(r"^export (\w+)='([^']*)'$", out.stdout, re.M))
     try:
         yield {"pg_port": pg_port, "mysql_port": mysql_port, **exports}
     finally:
-        subprocess.run(["bash", script, "stop", folder], capture_output=True, timeout=120)
+        subprocess.run(["bash", script, "stop", folder], capture_output=True, timeout=scaled(120))
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -103,7 +105,7 @@ def _config(home, databases):
 
 def _psql(databases, sql):
     out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(databases["pg_port"]), "-U", "rankpipe", "-d",
-                          "airflow", "-tAF", "|", "-c", sql], capture_output=True, text=True, timeout=60)
+                          "airflow", "-tAF", "|", "-c", sql], capture_output=True, text=True, timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     return [line.split("|") for line in out.stdout.strip().splitlines() if line]
 
@@ -121,13 +123,8 @@ def _task_spans(databases, where):
 
 
 def _wait(predicate, timeout_s, what, interval_s=5):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+    """One UI step (a page, a button, a state flip): bounded by a ceiling scaled to this machine."""
+    return wait_for(what, predicate, stall_s=timeout_s, interval_s=interval_s)
 
 
 def _shot(driver, shots, name):
@@ -135,15 +132,16 @@ def _shot(driver, shots, name):
     driver.save_screenshot(os.path.join(shots, f"{name}.png"))
 
 
-def _failed_task_logs(home):
-    logs = []
-    for folder, _, files in os.walk(os.path.join(home, "airflow", "logs", "dag_id=ranking_daily")):
-        for name in files:
-            with open(os.path.join(folder, name)) as fh:
-                text = fh.read()
-            if "failed for run_date" in text or "Traceback" in text:
-                logs.append(f"{folder}/{name}:\n" + text[-3000:])
-    return "\n".join(logs)
+def _failure_line(home, run_id, task_id):
+    """The one-line reason node_runner writes when a task fails, from the task's newest log."""
+    folder = os.path.join(home, "airflow", "logs", "dag_id=ranking_daily", f"run_id={run_id}", f"task_id={task_id}")
+    attempts = sorted(os.listdir(folder), key=lambda n: int(re.sub(r"\D", "", n) or 0)) if os.path.isdir(folder) else []
+    for name in reversed(attempts):
+        with open(os.path.join(folder, name), errors="replace") as fh:
+            lines = [ln.strip() for ln in fh if "failed for run_date" in ln or "Error" in ln]
+        if lines:
+            return f"{lines[-1][-600:]} (log: {os.path.join(folder, name)})"
+    return f"no reason found in {folder}"
 
 
 def _labels(examples_uri):
@@ -186,14 +184,36 @@ def _clear_run(driver, ui, run_id, shots):
     item[0].click()
 
 
-def _all_succeed(ui, databases, home, dag_id, count):
-    def check():
-        ui.check_alive()
+def _task_states(databases):
+    """The progress of the daily runs: every task try's state (the backfill's sensor, which flips
+    between running and up_for_reschedule on every poke, is not progress)."""
+    return tuple(tuple(r) for r in _psql(databases, "select run_id, task_id, state, try_number from task_instance "
+                                                    "where dag_id = 'ranking_daily' order by 1, 2"))
+
+
+def _failures(ui, databases, home):
+    """A message naming every failed task with its reason, or None; also fails at once when
+    `rankpipe ui` (the scheduler, the web server) died."""
+    ui.check_alive()
+    failed = _psql(databases, "select run_id, task_id, state from task_instance where dag_id = 'ranking_daily' "
+                              "and state in ('failed', 'upstream_failed', 'up_for_retry')")
+    failed_runs = _psql(databases, "select dag_id, run_id from dag_run where state = 'failed'")
+    if not failed and not failed_runs:
+        return None
+    lines = [f"{task} of {run} is {state}: {_failure_line(home, run, task)}"
+             for run, task, state in failed if state != "upstream_failed"]
+    return "\n".join([f"failed runs {failed_runs}"] + lines)
+
+
+def _wait_runs(ui, databases, home, dag_id, count, what):
+    """Until `count` runs of dag_id succeeded. Fails at once on a failed task (named, with its log
+    line), or when no daily task changed state for RUNS_STALL_S (scaled): the longest single task
+    on the reference machine, under the other test worker's load, took about a minute."""
+    def done():
         runs = _runs(databases, dag_id)
-        if "failed" in runs.values():
-            pytest.fail(f"a {dag_id} run failed: {runs}\n{_failed_task_logs(home)}")
         return len(runs) == count and set(runs.values()) == {"success"} and runs
-    return check
+    return wait_for(what, done, stall_s=RUNS_STALL_S, interval_s=5, progress=lambda: _task_states(databases),
+                    failure=lambda: _failures(ui, databases, home))
 
 
 def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgres_and_mariadb(
@@ -232,8 +252,7 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
         # 1. Two days triggered together (as catchup or an operator would), two runs at a time.
         for day in (DAY3, DAY4):
             run_airflow(["dags", "trigger", "ranking_daily", "--exec-date", day.isoformat()], env)
-        together = _wait(_all_succeed(ui, databases, home, "ranking_daily", 2), RUNS_TIMEOUT_S,
-                         "the two days to succeed", 10)
+        together = _wait_runs(ui, databases, home, "ranking_daily", 2, "the two days to succeed")
         day4_run = f"manual__{DAY4.isoformat()}T00:00:00+00:00"
         assert sorted(together) == [f"manual__{DAY3.isoformat()}T00:00:00+00:00", day4_run]
         (first, _, end3), (_, start4, _) = _task_spans(databases, "r.run_id like 'manual%'")
@@ -259,9 +278,8 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
         _shot(b, shots, "03_backfill_form")
         b.find_element(By.XPATH, "//button[@type='submit' and contains(., 'Trigger')]").click()
         _wait(lambda: _runs(databases, "ranking_daily_backfill"), 60, "the backfill run")
-        _wait(_all_succeed(ui, databases, home, "ranking_daily", 4), RUNS_TIMEOUT_S,
-              "both backfilled days and the rerun to succeed", 10)
-        _wait(_all_succeed(ui, databases, home, "ranking_daily_backfill", 1), 120, "the backfill run to succeed")
+        _wait_runs(ui, databases, home, "ranking_daily", 4, "both backfilled days and the rerun to succeed")
+        _wait_runs(ui, databases, home, "ranking_daily_backfill", 1, "the backfill run to succeed")
         b.get(f"{ui.url}/dags/ranking_daily/grid")
         time.sleep(3)
         _shot(b, shots, "04_daily_runs")

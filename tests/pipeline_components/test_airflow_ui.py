@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -15,6 +14,7 @@ from pipeline_components.airflow_ui import ensure_admin, ui_env
 from pipeline_components.config import load_config
 from pipeline_components.ports import free_ports
 from tests.ui_process import running_ui
+from tests.waits import scaled, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,10 @@ def login(url, password):
     resp = session.post(f"{url}/login/", data={"username": "admin", "password": password, "csrf_token": token},
                         timeout=30)
     return session, resp
+
+
+def _both(payload):
+    return len(payload["dags"]) == 2 and payload["dags"]
 
 
 def files_containing(root, needle):
@@ -50,29 +54,32 @@ def test_ui_logs_in_with_a_generated_password_runs_a_missing_day_to_a_one_line_f
         assert "Invalid login" in refused.text and not refused.url.endswith("/home")
         session, resp = login(url, password)
         assert resp.url.endswith("/home")
-        deadline = time.time() + 180  # the scheduler's DAG processor serialises the DAG files
-        while True:
-            dags = session.get(f"{url}/api/v1/dags", timeout=30).json()["dags"]
-            if len(dags) == 2 or time.time() > deadline:
-                break
-            time.sleep(5)
+        # The scheduler's DAG processor serialises the DAG files.
+        dags = wait_for("both DAGs in the API", lambda: _both(session.get(f"{url}/api/v1/dags", timeout=30).json()),
+                        stall_s=180, interval_s=2, failure=ui.check_alive)
         assert {d["dag_id"]: d["is_paused"] for d in dags} == {"ranking_daily": True, "ranking_daily_backfill": True}
         assert "ranking_daily" in session.get(f"{url}/home", timeout=30).text
 
         api = f"{url}/api/v1/dags/ranking_daily"
         resp = session.patch(api, json={"is_paused": False}, timeout=30)
         assert resp.status_code == 200 and resp.json()["is_paused"] is False, resp.text
-        deadline = time.time() + 300  # the scheduler creates the latest interval's run and executes it
-        state, run_id = None, None
-        while state != "failed" and time.time() < deadline:
-            ui.check_alive()
+        # The scheduler creates the latest interval's run and executes it: waited on while the
+        # run's and its first task's states change (scheduled, queued, running, failed).
+        def join_state():
             runs = session.get(f"{api}/dagRuns", timeout=30).json()["dag_runs"]
-            if runs:
-                run_id = runs[0]["dag_run_id"]
-                state = session.get(f"{api}/dagRuns/{run_id}/taskInstances/LogJoinExampleGen",
-                                    timeout=30).json().get("state")
-            time.sleep(5)
-        assert state == "failed", f"the scheduled run's LogJoinExampleGen did not fail in time (state {state})"
+            if not runs:
+                return runs, None
+            task = session.get(f"{api}/dagRuns/{runs[0]['dag_run_id']}/taskInstances/LogJoinExampleGen",
+                               timeout=30).json()
+            return runs, task.get("state")
+        last = {}
+
+        def join_failed():
+            last["runs"], last["state"] = join_state()
+            return last["state"] == "failed"
+        wait_for("the scheduled run's LogJoinExampleGen to fail", join_failed, stall_s=240, interval_s=3,
+                 progress=lambda: (len(last["runs"]), last["state"]), failure=ui.check_alive)
+        runs, run_id = last["runs"], last["runs"][0]["dag_run_id"]
         day = runs[0]["logical_date"][:10]
         log = session.get(f"{api}/dagRuns/{run_id}/taskInstances/LogJoinExampleGen/logs/1",
                           headers={"Accept": "text/plain"}, timeout=60).text
@@ -100,7 +107,7 @@ def accepted(env, passwords):
             "with app.test_request_context():\n"
             "    print('ACCEPTED', *[bool(app.appbuilder.sm.auth_user_db('admin', p)) for p in sys.argv[1:]])\n")
     out = subprocess.run([sys.executable, "-c", code, *passwords], env=env, capture_output=True, text=True,
-                         timeout=180)
+                         timeout=scaled(180))
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("ACCEPTED"))
     return [word == "True" for word in line.split()[1:]]

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline_components.serving_check import run_worker, verdict
+from tests.waits import scaled
 
 
 class Heads(tf.Module):
@@ -53,7 +54,7 @@ def _model(tmp_path, broken):
     ("logits", "head 'cvr': outputs outside [0, 1]"),
 ])
 def test_worker_loads_in_a_fresh_process_and_flags_broken_outputs(tmp_path, broken, reason):
-    result = run_worker(_model(tmp_path, broken), _sample(tmp_path), repeats=5, timeout_s=120)
+    result = run_worker(_model(tmp_path, broken), _sample(tmp_path), repeats=5, timeout_s=scaled(120))
     assert result["examples"] == 32 and result["heads"] == ["ctcvr", "ctr", "cvr"]
     reasons = verdict(result, latency_budget_ms=10_000)
     if reason is None:
@@ -64,8 +65,8 @@ def test_worker_loads_in_a_fresh_process_and_flags_broken_outputs(tmp_path, brok
 
 def test_a_model_that_does_not_load_or_misses_the_latency_budget_is_refused(tmp_path):
     os.makedirs(tmp_path / "empty")
-    reasons = verdict(run_worker(str(tmp_path / "empty"), _sample(tmp_path), 5, 120), 10_000)
+    reasons = verdict(run_worker(str(tmp_path / "empty"), _sample(tmp_path), 5, scaled(120)), 10_000)
     assert len(reasons) == 1 and reasons[0].startswith("the model does not load or run:")
-    ok = run_worker(_model(tmp_path, ""), _sample(tmp_path), 5, 120)
+    ok = run_worker(_model(tmp_path, ""), _sample(tmp_path), 5, scaled(120))
     slow = verdict(ok, latency_budget_ms=0.0)
     assert len(slow) == 1 and "exceeds the budget of 0.0 ms" in slow[0]

@@ -16,9 +16,12 @@ from loggen.world import DEFAULT_SCENES
 from pipeline_components.config import REPO_ROOT
 from tests.e2e.days.test_airflow_dag import _artifact_dir
 from pipeline_components.ports import free_ports
+from tests.waits import file_size, wait_for
 
 pytestmark = pytest.mark.e2e
-TIMEOUT_S = 420
+# The longest a worker's log stays silent on the reference machine: starting TensorFlow and the
+# gRPC cluster, or exporting the SavedModel (~40 s beside the other test worker).
+STALL_S = 180
 TRANSFER = ('trainer.model_params={"multi_task": "esmm", "tower_dnn_hidden_units": [32], '
             '"domain_tower_dnn_hidden_units": [32], "attention_hidden_units": [8, 8]}')
 
@@ -34,17 +37,21 @@ def start_worker(home, out, log, tf_config, sets):
 
 
 def finish(procs, logs):
-    for p, log in zip(procs, logs):
-        try:
-            rc = p.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail(f"worker timed out after {TIMEOUT_S}s; log: {log}")
-        if rc != 0:
-            with open(log) as fh:
-                tail = fh.read()[-3000:]
-            pytest.fail(f"worker exited {rc}; end of {log}:\n{tail}")
+    """Waits for every worker while any of their logs grows (the Trainer logs its steps); fails at once
+    when one exits non-zero, with the end of its log, and kills the rest when they stall."""
+    def failure():
+        for p, log in zip(procs, logs):
+            if p.poll() not in (None, 0):
+                with open(log) as fh:
+                    return f"worker exited {p.returncode}; end of {log}:\n{fh.read()[-3000:]}"
+        return None
+    try:
+        wait_for("the training workers", lambda: all(p.poll() == 0 for p in procs), stall_s=STALL_S, interval_s=1,
+                 progress=lambda: [file_size(log) for log in logs], failure=failure)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
 
 
 def train_both(home, tmp_path, sets):
