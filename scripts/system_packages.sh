@@ -4,7 +4,7 @@
 #   chromium, chromium-driver: the real-browser test of the Airflow UI (Selenium drives
 #   Debian's Chromium through Debian's ChromeDriver, so their versions always match;
 #   nothing is downloaded by a test tool).
-# (scripts/databases.sh asks for PostgreSQL and MariaDB through this script.)
+# (scripts/test.sh also asks for PostgreSQL and MariaDB, which scripts/databases.sh starts.)
 # Runs as root, or through passwordless sudo. Idempotent: a second call costs a second.
 set -euo pipefail
 PKGS=("$@")
