@@ -30,10 +30,18 @@ def small_logs(tmp_path_factory):
 
 def pytest_configure(config):
     """Times the calibration workload once, in the process that starts the suite (pytest-xdist's
-    workers inherit the result through the environment), so every wait and ceiling in the tests
-    scales with this machine's speed today (tests/waits.py). RANKPIPE_TEST_SLOWNESS set by hand wins."""
-    if waits.SLOWNESS_ENV not in os.environ and not hasattr(config, "workerinput"):
+    workers get the result from it), so every wait and ceiling in the tests scales with this
+    machine's speed today (tests/waits.py). RANKPIPE_TEST_SLOWNESS set by hand wins."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and waits.SLOWNESS_ENV in worker:
+        os.environ[waits.SLOWNESS_ENV] = worker[waits.SLOWNESS_ENV]
+    elif waits.SLOWNESS_ENV not in os.environ:
         os.environ[waits.SLOWNESS_ENV] = f"{waits.calibrate():.2f}"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_configure_node(node):
+    node.workerinput[waits.SLOWNESS_ENV] = os.environ[waits.SLOWNESS_ENV]
 
 
 def pytest_report_header(config):

@@ -43,7 +43,7 @@ from tests.waits import scaled, wait_for
 pytestmark = pytest.mark.e2e
 
 DAY1, DAY2, DAY3, DAY4 = (dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in range(4))
-IMPRESSIONS = 8_000
+IMPRESSIONS = 5_000
 RUNS_STALL_S = 300
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CLEAR_BUTTON = "button[title='Clear tasks or add new tasks']"
@@ -94,7 +94,7 @@ def _config(home, databases):
     production["airflow"].update({
         "database_url": databases["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
         # No schedule (a scheduled run of "yesterday" would have no logs): the days are triggered.
-        "schedule": None, "parallelism": 3, "backfill_poke_seconds": 15})
+        "schedule": None, "parallelism": 3, "backfill_poke_seconds": 5})
     # Tiny days: floors at 0 and a lenient no-regression threshold, so every day is blessed and pushed.
     production.update({"trainer": {"epochs": 1}, "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0}})
     path = os.path.join(home, "production.yaml")

@@ -1,6 +1,9 @@
-"""Trains one small model twice in one process, on one device and with MirroredStrategy over two
-logical CPUs (the in-process multi-replica path a multi-GPU machine takes), and prints both
-results as JSON. Run as a subprocess: logical devices must be set before TensorFlow starts."""
+"""Trains small models twice each in one process, on one device and with MirroredStrategy over two
+logical CPUs (the in-process multi-replica path a multi-GPU machine takes), and prints one JSON
+line per model. Run as a subprocess: logical devices must be set before TensorFlow starts; one
+process for every case, so TensorFlow starts once.
+
+    python -m tests.trainer.mirrored_job esmm:fixed mmoe:gradnorm ..."""
 import json
 import os
 import sys
@@ -38,7 +41,11 @@ def run(strategy, model_name, method):
 
 
 if __name__ == "__main__":
-    model_name, method = sys.argv[1], sys.argv[2]
-    one = run(tf.distribute.get_strategy(), model_name, method)
-    two = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), model_name, method)
-    print("RESULT " + json.dumps({"one": one, "two": two}))
+    # One strategy for every case: a second MirroredStrategy in the same process starts its
+    # collective instance keys where the first did, and the runtime refuses the reuse.
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for case in sys.argv[1:]:
+        model_name, method = case.split(":")
+        one = run(tf.distribute.get_strategy(), model_name, method)
+        two = run(mirrored, model_name, method)
+        print("RESULT " + json.dumps({"case": case, "one": one, "two": two}), flush=True)

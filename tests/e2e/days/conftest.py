@@ -12,7 +12,7 @@ from pipeline_components.config import load_config
 
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = DAY1 + dt.timedelta(days=1)
-IMPRESSIONS = 30_000
+IMPRESSIONS = 20_000
 
 
 def config_with_floor(home, name, floor, epochs=3):

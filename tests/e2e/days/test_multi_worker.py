@@ -1,5 +1,5 @@
 """Multi-worker training: two CPU workers on localhost (MultiWorkerMirroredStrategy over gRPC) against
-one worker, on the pipeline's day-1 output, through the worker entry point (``python -m trainer.worker``,
+one worker, on a sample of the pipeline's day-1 output (its examples and Transform graph), through the worker entry point (``python -m trainer.worker``,
 the Trainer's own ``train()``). The one-worker transfer run is also the multi-domain model's check on
 pipeline output: attention for every scene, named from the Transform vocabulary."""
 import glob
@@ -22,15 +22,38 @@ pytestmark = pytest.mark.e2e
 # The longest a worker's log stays silent on the reference machine: starting TensorFlow and the
 # gRPC cluster, or exporting the SavedModel (~40 s beside the other test worker).
 STALL_S = 180
+# Examples per split in the sample the workers train on: 6 global batches of 1024, and 2000 to validate.
+SAMPLE = {"train": 6 * 1024, "eval": 2000}
 TRANSFER = ('trainer.model_params={"multi_task": "esmm", "tower_dnn_hidden_units": [32], '
             '"domain_tower_dnn_hidden_units": [32], "attention_hidden_units": [8, 8]}')
 
 
-def start_worker(home, out, log, tf_config, sets):
+@pytest.fixture(scope="module")
+def examples(day1, home, tmp_path_factory):
+    """A seeded random sample of day 1's examples in the artifact's layout (Split-train, Split-eval):
+    what the comparison needs (every scene, a few global batches) at a fraction of the day's steps,
+    since each step of the two-worker cluster is a gRPC all-reduce. Random, because Beam writes
+    the joined examples grouped, not shuffled."""
+    out = str(tmp_path_factory.mktemp("sampled_examples"))
+    source = _artifact_dir(home, "LogJoinExampleGen", "examples")
+    rng = np.random.default_rng(0)
+    for split, size in SAMPLE.items():
+        files = sorted(glob.glob(os.path.join(source, f"Split-{split}", "*")))
+        records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+        assert len(records) >= size, f"day 1 has {len(records)} {split} examples, the sample needs {size}"
+        os.makedirs(os.path.join(out, f"Split-{split}"))
+        path = os.path.join(out, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for i in sorted(rng.choice(len(records), size, replace=False)):
+                writer.write(records[i])
+    return out
+
+
+def start_worker(examples, home, out, log, tf_config, sets):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config,
                CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "trainer.worker",
-           "--examples", _artifact_dir(home, "LogJoinExampleGen", "examples"),
+           "--examples", examples,
            "--transform-output", _artifact_dir(home, "Transform", "transform_graph"),
            "--serving-model-dir", out, "--set", "trainer.epochs=1"] + [a for s in sets for a in ("--set", s)]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -54,16 +77,18 @@ def finish(procs, logs):
                 p.kill()
 
 
-def train_both(home, tmp_path, sets):
+def train_both(examples, home, tmp_path, sets):
     """(single-worker result dir, chief's result dir, non-chief's target dir)."""
     single = str(tmp_path / "single")
-    finish([start_worker(home, single, str(tmp_path / "single.log"), "", sets)], [str(tmp_path / "single.log")])
+    finish([start_worker(examples, home, single, str(tmp_path / "single.log"), "", sets)],
+           [str(tmp_path / "single.log")])
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     outs = [str(tmp_path / f"worker{i}") for i in range(2)]
     logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
-    procs = [start_worker(home, outs[i], logs[i], json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                          sets) for i in range(2)]
+    procs = [start_worker(examples, home, outs[i], logs[i],
+                          json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}), sets)
+             for i in range(2)]
     finish(procs, logs)
     return single, outs[0], outs[1]
 
@@ -79,15 +104,15 @@ def predictions(model_dir, records):
 
 
 @pytest.fixture(scope="module")
-def eval_records(day1, home):
-    files = glob.glob(os.path.join(_artifact_dir(home, "LogJoinExampleGen", "examples"), "Split-eval", "*"))
+def eval_records(examples):
+    files = glob.glob(os.path.join(examples, "Split-eval", "*"))
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(500)]
 
 
-def test_two_cpu_workers_train_the_same_model_as_one(day1, home, tmp_path, eval_records):
+def test_two_cpu_workers_train_the_same_model_as_one(examples, home, tmp_path, eval_records):
     """Same global batches (shard_policy data), gradients summed over replicas: the two-worker
     model is the one-worker model up to float summation order."""
-    single, chief, other = train_both(home, tmp_path, ["trainer.shuffle_buffer=2000"])
+    single, chief, other = train_both(examples, home, tmp_path, ["trainer.shuffle_buffer=2000"])
     one, two = summary(single), summary(chief)
     assert one["distribution"]["strategy"] == "default" and one["distribution"]["replicas"] == 1
     assert two["distribution"] == dict(two["distribution"], strategy="multi_worker", replicas=2, workers=2,
@@ -101,12 +126,12 @@ def test_two_cpu_workers_train_the_same_model_as_one(day1, home, tmp_path, eval_
     assert np.std(a["ctr"]) > 1e-3, "the model did not learn anything to compare"
 
 
-def test_the_transfer_model_with_its_critic_trains_on_two_workers(day1, home, tmp_path, eval_records):
+def test_the_transfer_model_with_its_critic_trains_on_two_workers(examples, home, tmp_path, eval_records):
     """Per-scene losses and the Wasserstein term are per replica (each replica's scene means and
     critic estimates), so two workers come close to one worker, not bit for bit."""
     sets = ["trainer.model=transfer", TRANSFER, "trainer.multi_domain.critic_steps=1",
             "trainer.multi_domain.source_scene=main_search", "trainer.shuffle_buffer=2000"]
-    single, chief, _ = train_both(home, tmp_path, sets)
+    single, chief, _ = train_both(examples, home, tmp_path, sets)
     one, two = summary(single), summary(chief)
 
     # One worker: the multi-domain model on pipeline output.
