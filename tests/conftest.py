@@ -54,8 +54,11 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_collection_modifyitems(config, items):
-    """pytest-timeout's per-test backstop (``timeout`` in pyproject.toml, over 3x the slowest test's
+    """The longest units first (see HEAVY_FIRST), so the suite does not end waiting on one of them.
+    pytest-timeout's per-test backstop (``timeout`` in pyproject.toml, over 3x the slowest test's
     need on the reference machine) scales like every other ceiling: a hung test fails alone."""
+    items.sort(key=lambda item: next((i for i, prefix in enumerate(HEAVY_FIRST) if item.nodeid.startswith(prefix)),
+                                     len(HEAVY_FIRST)))
     backstop = waits.scaled(float(config.getini("timeout") or 0))
     for item in items:
         if backstop and item.get_closest_marker("timeout") is None:
@@ -63,17 +66,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 E2E_DAYS = "tests/e2e/days/"
+# The units that take longest (from the --durations table), longest first; the rest keep their order.
+HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/pipeline_components/test_airflow_ui.py",
+               "tests/trainer/test_mirrored.py", "tests/trainer/test_multi_domain.py",
+               "tests/pipeline_components/test_add_feature.py")
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent with -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist: the tests in tests/e2e/days share the Airflow-run days (session fixtures),
-    so they go to one worker as one unit, first (largest unit); every other test is balanced on its
-    own. (xdist's loadgroup marks tests by rewriting Item._nodeid, which pytest 9.2 no longer reads.)"""
+    """Under pytest-xdist, units of work that share their expensive fixtures go to one worker:
+    tests/e2e/days as one unit (the Airflow-run days are session fixtures), every other module as
+    one unit (its module-scoped fixtures, e.g. a trained model or a compiled pipeline, built once
+    instead of once per worker). Units go out in collection order, the longest first
+(pytest_collection_modifyitems). (xdist's loadgroup marks tests by
+    rewriting Item._nodeid, which pytest 9.2 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    class DaysTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid):
-            return "e2e_days" if nodeid.startswith(E2E_DAYS) else nodeid
+    config.option.loadscopereorder = False  # keep HEAVY_FIRST's order, not "most tests first"
 
-    return DaysTogether(config, log)
+    class SharedFixturesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return "e2e_days" if nodeid.startswith(E2E_DAYS) else nodeid.split("::", 1)[0]
+
+    return SharedFixturesTogether(config, log)
