@@ -25,7 +25,7 @@ def read_lines(proc):
     return lines
 
 
-def wait_for(lines, pattern, seen, stall_s, proc=None):
+def wait_for_line(lines, pattern, seen, stall_s, proc=None):
     """The first output line matching pattern. Each line is progress: fails when `rankpipe ui`
     printed nothing for stall_s (scaled to this machine), or at once when it exited."""
     limit = scaled(stall_s)
@@ -76,9 +76,9 @@ class UI:
             pytest.fail(f"rankpipe ui exited with {self.proc.returncode}:\n{''.join(self.seen)[-5000:]}")
 
     def wait_ready(self):
-        self.password = wait_for(self.lines, r"admin user 'admin', password: (\S+)", self.seen,
+        self.password = wait_for_line(self.lines, r"admin user 'admin', password: (\S+)", self.seen,
                                  START_STALL_S, self.proc).group(1)
-        wait_for(self.lines, r"\[ui\] ready: " + re.escape(self.url), self.seen, START_STALL_S, self.proc)
+        wait_for_line(self.lines, r"\[ui\] ready: " + re.escape(self.url), self.seen, START_STALL_S, self.proc)
         return self
 
 
