@@ -24,7 +24,6 @@ from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.common import resolver
-from tfx.v1 import dsl
 
 from pipeline_components.log_join import date_to_span, parse_run_date, span_to_date
 

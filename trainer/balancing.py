@@ -27,6 +27,10 @@ from typing import Dict, List, Optional, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer import autograph_rules
+
+autograph_rules.install()  # before the training loop is traced: see autograph_rules.py
+
 METHODS = ("fixed", "uncertainty", "gradnorm")
 
 

@@ -1,4 +1,8 @@
 """Reusable, serialisable tf_keras layers (each has get_config and is registered)."""
+from trainer import autograph_rules
+
+autograph_rules.install()  # before any model is traced: see autograph_rules.py
+
 from trainer.layers.dnn import DNN  # noqa: F401
 from trainer.layers.heads import (AITMTransfer, BehaviorCalibrator, ConditionalProbability,  # noqa: F401
                                  ProbabilityProduct)
