@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -26,7 +26,7 @@ DAY = dt.date(2026, 11, 20)
 
 def run_join(logs_root: str, out: str, run_date: str, beam_args) -> dict:
     from tfx.types import standard_artifacts
-    from pipeline_components import log_join
+    from pipeline_components.components import log_join
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(out, "examples")
     report = log_join.JoinReport()
@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from loggen import write_days
-    from pipeline_components.config import load_config
+    from configs import load_config
     work = args.workdir or tempfile.mkdtemp(prefix="join-bench-")
     config = load_config(home=work)
     if not os.path.isdir(os.path.join(config.logs_root, "impressions", f"date={DAY}")):

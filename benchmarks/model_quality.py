@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -68,7 +68,7 @@ def prepare(work: str, rho: float, impressions: int) -> Prepared:
 
     from loggen import write_days
     from loggen.world import WorldConfig
-    from pipeline_components.config import load_config
+    from configs import load_config
     from pipeline_components.pipeline import create_pipeline
 
     home = os.path.join(work, f"rho_{rho:+.1f}")
@@ -140,10 +140,8 @@ def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
 
 
 def trainer_config(model: str, seed: int, epochs: int) -> dict:
-    from pipeline_components.config import load_config
-    config = load_config()
-    return dict(config.trainer, model=model, model_params=MODEL_PARAMS[model], seed=seed, epochs=epochs,
-                heads=config.heads, feature_spec_path=config.feature_spec_path)
+    from configs import load_config, trainer_config as from_config
+    return from_config(load_config(), model=model, model_params=MODEL_PARAMS[model], seed=seed, epochs=epochs)
 
 
 def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:

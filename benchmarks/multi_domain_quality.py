@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -45,10 +45,8 @@ STAR = {"multi_task": "esmm", "tower_dnn_hidden_units": [128, 64], "aux_dnn_hidd
 
 
 def config_for(model: str, params: dict, seed: int, epochs: int, multi_domain: dict = None) -> dict:
-    from pipeline_components.config import load_config
-    config = load_config()
-    trainer = dict(config.trainer, model=model, model_params=params, seed=seed, epochs=epochs, heads=config.heads,
-                   feature_spec_path=config.feature_spec_path)
+    from configs import load_config, trainer_config
+    trainer = trainer_config(load_config(), model=model, model_params=params, seed=seed, epochs=epochs)
     trainer["multi_domain"] = dict(trainer.get("multi_domain") or {}, **(multi_domain or {}))
     return trainer
 
@@ -76,6 +74,7 @@ def train_separate(prep: Prepared, seed: int, epochs: int) -> Dict[str, np.ndarr
     import tensorflow as tf
     import tf_keras as keras
 
+    from schemas import scene_of
     from trainer.input_fn import training_inputs
     from trainer.models import build_model
     from trainer.run import export_serving_model
@@ -83,7 +82,7 @@ def train_separate(prep: Prepared, seed: int, epochs: int) -> Dict[str, np.ndarr
 
     cfg = config_for("esmm", ESMM, seed, epochs)
     inputs = training_inputs(cfg["feature_spec_path"], prep.transform_dir)
-    scene = next(f for f in inputs.features if f.feature.kind == "scene")
+    scene = scene_of(inputs.features, lambda f: f.feature)
     pred = {h: np.zeros(len(prep.eval_frame)) for h in ("ctr", "cvr", "ctcvr")}
     for index, name in enumerate(scene.vocabulary):
         out = os.path.join(prep.home, "md_models", f"separate_{name}_seed{seed}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -31,7 +31,7 @@ from typing import List  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model_server.predict_request import example_to_instance  # noqa: E402
-from pipeline_components.ports import free_ports  # noqa: E402
+from pipeline_components.orchestration.ports import free_ports  # noqa: E402
 from schemas import load_feature_spec  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -39,7 +39,7 @@ SETTINGS = {"converted (TF default)": "1", "skipped (rankpipe)": "0"}
 def prepare(work: str, impressions: int) -> Dict[str, str]:
     """The day's examples and Transform output, made once."""
     from loggen import write_days
-    from pipeline_components.config import load_config
+    from configs import load_config, trainer_config
     from pipeline_components.pipeline import create_pipeline
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
@@ -51,7 +51,7 @@ def prepare(work: str, impressions: int) -> Dict[str, str]:
     root = config.pipeline_root
     [examples] = glob.glob(os.path.join(root, "LogJoinExampleGen", "examples", "*"))
     [transform] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
-    trainer = dict(config.trainer, heads=config.heads)
+    trainer = trainer_config(config)
     return {"examples": examples, "transform": transform, "trainer": json.dumps(trainer)}
 
 

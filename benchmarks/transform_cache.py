@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -30,7 +30,7 @@ def transform_seconds(home: str, logs_root: str, days: int, window: int, cache: 
     from tfx import v1 as tfx
 
     from benchmarks.stage_times import stage_times
-    from pipeline_components.config import load_config
+    from configs import load_config
     from pipeline_components.pipeline import create_pipeline
 
     config = load_config(home=home, overrides={

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -67,7 +67,7 @@ def transform_analyze(files: List[str], spec_path: str, tfdv_schema_path: str, w
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.tfxio.tf_example_record import TFExampleRecord
 
-    from pipeline_components.log_join import list_column
+    from pipeline_components.components.log_join import list_column
 
     from schemas import load_feature_spec
     from transforms.preprocessing import preprocessing_fn
@@ -109,7 +109,7 @@ def main() -> None:
     import tensorflow_transform as tft
 
     from loggen import write_days
-    from pipeline_components.config import load_config
+    from configs import load_config
     from schemas import load_feature_spec, partition_dir
     work = args.workdir or tempfile.mkdtemp(prefix="transform-bench-")
     config = load_config(home=work)

@@ -2,7 +2,7 @@
 compiled pipeline. No TFX or TensorFlow import here (parse time: README, "Light DAG files");
 ``rankpipe compile`` (run by every rankpipe Airflow command) writes what this reads.
 """
-from pipeline_components.airflow_dags import daily_dag
-from pipeline_components.config import load_config
+from pipeline_components.orchestration.airflow_dags import daily_dag
+from configs import load_config
 
 DAG = daily_dag(load_config())

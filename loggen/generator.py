@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loggen.world import World, WorldConfig
-from schemas import DAY_US, EPOCH, load_raw_schema, partition_dir
+from schemas import DAY_US, EPOCH, RAW_EVENTS_PATH, load_raw_schema, partition_dir
 
 US_PER_S = 1_000_000
 # Conversions arrive at most this long after their click (the generator's own
@@ -104,9 +104,10 @@ _ARROW = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(),
           "timestamp": pa.timestamp("us", tz="UTC")}
 
 
-def _to_table(df: pd.DataFrame, log: Optional[str] = None) -> pa.Table:
-    """Columns and types of a raw log come from schemas/raw_events.yaml, the one definition."""
-    fields = load_raw_schema()["logs"][log]["fields"] if log else {c: {} for c in df.columns}
+def _to_table(df: pd.DataFrame, fields: Optional[Dict[str, Dict]] = None) -> pa.Table:
+    """Columns and types of a raw log come from the raw event schema (schemas/raw_events.yaml or the
+    config's ``schemas.raw_events``), the one definition."""
+    fields = fields if fields is not None else {c: {} for c in df.columns}
     cols = {}
     for name, attrs in fields.items():
         values = df[name].to_numpy()
@@ -118,10 +119,10 @@ def _to_table(df: pd.DataFrame, log: Optional[str] = None) -> pa.Table:
     return pa.table(cols)
 
 
-def _write(df: pd.DataFrame, root: str, log: str, date: dt.date) -> None:
+def _write(df: pd.DataFrame, root: str, log: str, date: dt.date, schema: Dict[str, Any]) -> None:
     out = partition_dir(root, log, date)
     os.makedirs(out, exist_ok=True)
-    pq.write_table(_to_table(df, log), os.path.join(out, "part-00000.parquet"), compression="snappy")
+    pq.write_table(_to_table(df, schema["logs"][log]["fields"]), os.path.join(out, "part-00000.parquet"), compression="snappy")
 
 
 def _event_day(ts_us: np.ndarray) -> np.ndarray:
@@ -130,8 +131,11 @@ def _event_day(ts_us: np.ndarray) -> np.ndarray:
 
 def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, impressions_per_day: int,
                world_config: WorldConfig = WorldConfig(),
-               progress: Optional[Callable[[str], None]] = print) -> Dict[str, int]:
-    """Writes ``n_days`` days from ``start``; returns row counts per log."""
+               progress: Optional[Callable[[str], None]] = print,
+               raw_schema_path: str = RAW_EVENTS_PATH) -> Dict[str, int]:
+    """Writes ``n_days`` days from ``start`` in the layout of the raw event schema at ``raw_schema_path``;
+    returns row counts per log."""
+    schema = load_raw_schema(raw_schema_path)
     world = World(world_config)
     first = (start - EPOCH).days
     last = first + n_days - 1
@@ -142,7 +146,7 @@ def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, imp
         t0 = time.time()
         day = generate_day(world, date, impressions_per_day)
         if offset >= 0:
-            _write(day.impressions, logs_root, "impressions", date)
+            _write(day.impressions, logs_root, "impressions", date, schema)
             tdir = os.path.join(truth_root, f"date={date:%Y-%m-%d}")
             os.makedirs(tdir, exist_ok=True)
             pq.write_table(_to_table(day.truth), os.path.join(tdir, "truth.parquet"))
@@ -158,6 +162,6 @@ def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, imp
         days = _event_day(df["timestamp"].to_numpy())
         for d in range(first, last + 1):
             part = df[days == d].sort_values(["timestamp", "impression_id"], kind="stable")
-            _write(part.reset_index(drop=True), logs_root, log, EPOCH + dt.timedelta(days=d))
+            _write(part.reset_index(drop=True), logs_root, log, EPOCH + dt.timedelta(days=d), schema)
             counts[log] += len(part)
     return counts

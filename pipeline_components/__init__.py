@@ -1,1 +1,2 @@
-"""The pipeline factory and the project's custom TFX components."""
+"""The pipeline: its factory (pipeline.py, eval_config.py, spans.py), its custom components
+(components/), how it is run (orchestration/), how runs are read back (reporting/), and the CLI."""

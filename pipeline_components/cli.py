@@ -8,12 +8,17 @@
   rankpipe demo                           # generate 3 days, run each through Airflow, report
   rankpipe compile                        # the pipeline IR the Airflow DAGs read (automatic in airflow-run/ui)
   rankpipe ui                             # the Airflow UI + scheduler on 127.0.0.1:8080, admin password printed once
+  rankpipe serve                          # the local model server (TF Serving's REST API) on 127.0.0.1:8501
+  rankpipe rollback --version 20261121    # pin a pushed version; `rankpipe rollback --unpin` serves the newest again
+
+Every command reads --config (default $RANKPIPE_CONFIG or configs/pipeline.yaml, which holds every
+default) and --home (default $RANKPIPE_HOME or ./work), including the schemas: paths it names.
 """
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import argparse  # noqa: E402
@@ -22,7 +27,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
-from pipeline_components.config import load_config  # noqa: E402
+from configs import load_config  # noqa: E402
 
 
 def _date(value: str) -> dt.date:
@@ -37,7 +42,8 @@ def cmd_generate(args) -> int:
     config = load_config(args.config, args.home)
     t0 = time.time()
     counts = write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions,
-                        WorldConfig(seed=args.seed, task_correlation=args.task_correlation))
+                        WorldConfig(seed=args.seed, task_correlation=args.task_correlation),
+                        raw_schema_path=config.raw_events_path)
     print(f"[loggen] wrote {counts} to {config.logs_root} (truth: {config.truth_root}) in {time.time() - t0:.1f}s")
     return 0
 
@@ -53,7 +59,7 @@ def cmd_run(args) -> int:
 
 
 def _airflow_days(config, dates: List[dt.date]) -> List[float]:
-    from pipeline_components import airflow_local
+    from pipeline_components.orchestration import airflow_local
     t0 = time.time()
     env = airflow_local.prepare(config)
     print(f"[airflow] AIRFLOW_HOME={env['AIRFLOW_HOME']} ({airflow_local.describe(config)}): "
@@ -75,19 +81,15 @@ def cmd_airflow_run(args) -> int:
 
 
 def print_report(config) -> None:
-    from pipeline_components import report
-    from schemas import load_feature_spec, scenes
-    runs = report.collect_runs(config)
-    for run in runs:
-        report.load_metrics(run, config.heads, load_feature_spec().scene_feature)
-    print(report.format_report(runs, config.heads, scenes()))
+    from pipeline_components.reporting import report
+    print(report.report_for(config))
 
 
 def cmd_vocab(args) -> int:
-    from pipeline_components import vocab
+    from pipeline_components.reporting import vocab
     config = load_config(args.config, args.home)
     uri = args.transform_graph or vocab.latest_transform_graph(config)
-    print(vocab.format_vocabularies(vocab.vocabularies(uri), uri))
+    print(vocab.format_vocabularies(vocab.vocabularies(uri, config.feature_spec_path), uri))
     return 0
 
 
@@ -111,7 +113,8 @@ def cmd_demo(args) -> int:
         _clean_home(config)
     print(f"[demo] home {config.home}: {args.days} days x {args.impressions:,} impressions from {args.start}")
     dates = [args.start + dt.timedelta(days=i) for i in range(args.days)]
-    write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions)
+    write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions,
+               raw_schema_path=config.raw_events_path)
     t_gen = time.time() - t0
     times = _airflow_days(config, dates)
     print()
@@ -159,7 +162,7 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipeline_components import compiled
+    from pipeline_components.orchestration import compiled
     config = load_config(args.config, args.home)
     t0 = time.time()
     path = compiled.compile_pipeline(config, force=args.force)
@@ -169,7 +172,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from pipeline_components.airflow_ui import run_ui
+    from pipeline_components.orchestration.airflow_ui import run_ui
     return run_ui(load_config(args.config, args.home), host=args.host, port=args.port,
                   reset_password=args.reset_password)
 

@@ -26,7 +26,7 @@ from typing import Any, Dict
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 
-from schemas import FEATURE_SPEC_PATH, load_feature_spec
+from schemas import load_feature_spec
 
 
 def per_head(value: Any, heads: Dict[str, Any], what: str) -> Dict[str, float]:
@@ -40,7 +40,7 @@ def per_head(value: Any, heads: Dict[str, Any], what: str) -> Dict[str, float]:
 
 
 def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any],
-                      feature_spec_path: str = FEATURE_SPEC_PATH) -> tfma.EvalConfig:
+                      feature_spec_path: str) -> tfma.EvalConfig:
     scene = load_feature_spec(feature_spec_path).scene_feature
     weights = {h: a["eval_weight"] for h, a in heads.items() if a.get("eval_weight")}
     floors = per_head(evaluator["auc_floor"], heads, "auc_floor")

@@ -9,37 +9,26 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from typing import Any, List, Optional, Union  # noqa: E402
 
 from tfx import v1 as tfx  # noqa: E402
 from tfx.orchestration import data_types  # noqa: E402
 
-from pipeline_components.anomalies_gate import AnomaliesGate  # noqa: E402
-from pipeline_components.config import PipelineConfig  # noqa: E402
-from pipeline_components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
+from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
+from configs import PipelineConfig, trainer_config  # noqa: E402
+from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
-from pipeline_components.log_join import LogJoinExampleGen  # noqa: E402
-from pipeline_components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
+from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
+from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
                                         SpanWindowStrategy)  # noqa: E402
-from pipeline_components.serving_check import ServingCheck  # noqa: E402
-from pipeline_components.span_pusher import SpanPusher  # noqa: E402
+from pipeline_components.components.serving_check import ServingCheck  # noqa: E402
+from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
 from schemas import load_feature_spec, scenes  # noqa: E402
 
-from pipeline_components.compiled import PUSH_PARAM, RUN_DATE_PARAM, RUN_DATE_PLACEHOLDER  # noqa: E402
+from pipeline_components.spans import run_date_in_config  # noqa: E402
 
-
-def run_date_parameter() -> data_types.RuntimeParameter:
-    return data_types.RuntimeParameter(name=RUN_DATE_PARAM, ptype=str)
-
-
-def push_parameter() -> data_types.RuntimeParameter:
-    return data_types.RuntimeParameter(name=PUSH_PARAM, ptype=int, default=1)
-
-
-def run_date_in_config(run_date: Union[str, data_types.RuntimeParameter]) -> str:
-    return RUN_DATE_PLACEHOLDER if isinstance(run_date, data_types.RuntimeParameter) else run_date
 
 
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
@@ -75,7 +64,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     # Analyzer cache: the newest cache holds per-span partial results, keyed by the span's
     # artifact URI and the analyzer graph, so day N+1 only analyses the span it adds.
     cache = None
-    if config.training_window.get("analyzer_cache", True):
+    if config.training_window["analyzer_cache"]:
         cache = tfx.dsl.Resolver(
             strategy_class=OptionalLatestStrategy,
             cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
@@ -92,7 +81,6 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         materialize=False,
         disable_statistics=True)
 
-    trainer_config = dict(config.trainer, heads=config.heads, feature_spec_path=config.feature_spec_path)
     trainer = tfx.components.Trainer(
         run_fn="trainer.run.run_fn",
         examples=window.outputs[EXAMPLES_KEY],
@@ -100,7 +88,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=trainer_config)
+        custom_config=trainer_config(config))
 
     # The baseline is the newest model the DeploymentGate blessed (not the Evaluator's own
     # blessing, which ignores scene sizes and the serving check).
@@ -119,7 +107,9 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     check = config.serving_check
     serving_check = ServingCheck(
         model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-        sample_size=int(check["sample_size"]), latency_budget_ms=float(check["latency_budget_ms"]))
+        split=str(check["split"]), sample_size=int(check["sample_size"]),
+        latency_budget_ms=float(check["latency_budget_ms"]), repeats=int(check["repeats"]),
+        timeout_s=int(check["timeout_seconds"]))
     deployment_gate = DeploymentGate(
         evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
         infra_blessing=serving_check.outputs["blessing"], baseline_model=baseline.outputs["model"],

@@ -9,9 +9,11 @@ import dataclasses
 import datetime as dt
 import functools
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 SCHEMA_DIR = os.path.dirname(os.path.abspath(__file__))
 RAW_EVENTS_PATH = os.path.join(SCHEMA_DIR, "raw_events.yaml")
@@ -55,6 +57,16 @@ class Feature:
         return self.kind in ("categorical", "hashed", "bucketized", "scene")
 
 
+def scene_of(items: Sequence[T], feature_of: Callable[[T], Feature] = lambda f: f) -> T:
+    """The one item whose feature is of kind ``scene``: the single rule for finding the scene, used by
+    the gate, the Evaluator's slices, the report and the multi-domain models alike."""
+    found = [item for item in items if feature_of(item).kind == "scene"]
+    if len(found) != 1:
+        raise ValueError(f"the feature spec must declare exactly one feature of kind 'scene' (the slice every "
+                         f"metric is cut by), found {[feature_of(i).name for i in found]}")
+    return found[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     features: List[Feature]
@@ -63,10 +75,7 @@ class FeatureSpec:
 
     @property
     def scene_feature(self) -> str:
-        scenes = [f.name for f in self.features if f.kind == "scene"]
-        if len(scenes) != 1:
-            raise ValueError(f"feature spec must declare exactly one 'scene' feature, found {scenes}")
-        return scenes[0]
+        return scene_of(self.features).name
 
     def by_kind(self, *kinds: str) -> List[Feature]:
         return [f for f in self.features if f.kind in kinds]

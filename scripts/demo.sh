@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS="ignore::FutureWarning,ignore::DeprecationWarning"
+export TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS="ignore::FutureWarning,ignore::DeprecationWarning"
 exec .venv/bin/rankpipe demo "$@"

@@ -13,7 +13,7 @@ bash scripts/setup.sh
 # Debian's Chromium + ChromeDriver (browser test), PostgreSQL + MariaDB (production metadata,
 # started by the browser test through scripts/databases.sh): installed here, once, not inside a test.
 bash scripts/system_packages.sh chromium chromium-driver postgresql mariadb-server mariadb-client
-export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
+export TF_CPP_MIN_LOG_LEVEL=2
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n "${RANKPIPE_TEST_WORKERS:-2}" --durations=25 "$@" || status=$?
 elapsed=$(( $(date +%s) - START ))

@@ -1,6 +1,6 @@
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tempfile  # noqa: E402
@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(config, items):
 
 E2E_DAYS = "tests/e2e/days/"
 # The units that take longest (from the --durations table), longest first; the rest keep their order.
-HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/pipeline_components/test_airflow_ui.py",
+HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/pipeline_components/orchestration/test_airflow_ui.py",
                "tests/trainer/test_mirrored.py", "tests/trainer/test_multi_domain.py",
                "tests/pipeline_components/test_add_feature.py")
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pipeline_components.config import REPO_ROOT
+from configs import REPO_ROOT
 from tests.waits import scaled
 
 # The longest silent step of `rankpipe ui` on the reference machine: `airflow db migrate` on a new

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -75,7 +74,7 @@ class _Progress(keras.callbacks.Callback):
 
 def train(train_files: List[str], eval_files: List[str], transform_output: str, serving_model_dir: str,
           config: Dict[str, Any]) -> Dict[str, Any]:
-    tf.keras.utils.set_random_seed(int(config.get("seed", 0)))
+    tf.keras.utils.set_random_seed(int(config["seed"]))
     strategy, dist = distribution.choose(config)
     inputs = training_inputs(config.get("feature_spec_path") or FEATURE_SPEC_PATH, transform_output)
     heads: Dict[str, Dict[str, Any]] = config["heads"]
@@ -86,8 +85,8 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     head_labels = {h: heads[h]["label"] for h in loss_weights}
     batch = int(config["batch_size"])
     logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
-    train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config.get("seed", 0)),
-                              shuffle_buffer=int(config.get("shuffle_buffer", 200_000)))
+    train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config["seed"]),
+                              shuffle_buffer=int(config["shuffle_buffer"]))
     eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
     if dist["replicas"] > 1:
         options = distribution.distribute_options(dist["shard_policy"])

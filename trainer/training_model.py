@@ -12,6 +12,7 @@ import tf_keras as keras
 
 from trainer.adversarial import DomainAdversarialModel
 from trainer.balancing import MultiTaskModel
+from schemas import scene_of
 from trainer.features import InputFeature
 from trainer.layers import DomainTower
 
@@ -23,11 +24,17 @@ def is_transfer_model(model: keras.Model) -> bool:
     return any(isinstance(layer, DomainTower) for layer in model.layers)
 
 
+BALANCING_KEYS = ("method", "gradnorm_alpha", "weight_learning_rate")
+
+
 def training_model(model: keras.Model, features: List[InputFeature], config: Mapping[str, Any]) -> MultiTaskModel:
+    # The values come from configs/pipeline.yaml (trainer.loss_balancing); a key left out of a
+    # hand-built config takes MultiTaskModel's own default.
     balancing = dict(config.get("loss_balancing") or {})
-    common: Dict[str, Any] = dict(method=balancing.get("method", "fixed"),
-                                  gradnorm_alpha=float(balancing.get("gradnorm_alpha", 1.5)),
-                                  weight_learning_rate=float(balancing.get("weight_learning_rate", 0.025)))
+    unknown = sorted(set(balancing) - set(BALANCING_KEYS))
+    if unknown:
+        raise ValueError(f"trainer.loss_balancing has unknown keys {unknown}; known: {list(BALANCING_KEYS)}")
+    common: Dict[str, Any] = {k: (v if k == "method" else float(v)) for k, v in balancing.items()}
     loss_weights: Dict[str, float] = config["loss_weights"]
     if not is_transfer_model(model):
         return MultiTaskModel(model, loss_weights, **common)
@@ -35,5 +42,5 @@ def training_model(model: keras.Model, features: List[InputFeature], config: Map
     unknown = sorted(set(settings) - set(MULTI_DOMAIN_KEYS))
     if unknown:
         raise ValueError(f"trainer.multi_domain has unknown keys {unknown}; known: {list(MULTI_DOMAIN_KEYS)}")
-    vocabulary = next((f.vocabulary for f in features if f.feature.kind == "scene"), ())
+    vocabulary = scene_of(features, lambda f: f.feature).vocabulary
     return DomainAdversarialModel(model, loss_weights, scene_vocabulary=vocabulary, **settings, **common)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -56,7 +55,7 @@ def main(argv: List[str] = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    from pipeline_components.config import load_config
+    from configs import load_config, trainer_config
     from trainer.run import train, write_summary
 
     overrides = parse_sets(args.set)
@@ -66,10 +65,9 @@ def main(argv: List[str] = None) -> None:
     for d in args.examples:
         if not os.path.isdir(os.path.join(d, "Split-train")):
             raise SystemExit(f"{d} has no Split-train directory: pass LogJoinExampleGen's examples artifact")
-    trainer = dict(config.trainer, heads=config.heads, feature_spec_path=config.feature_spec_path)
     summary = train([os.path.join(d, "Split-train", "*") for d in args.examples],
                     [os.path.join(d, "Split-eval", "*") for d in args.examples],
-                    args.transform_output, args.serving_model_dir, trainer)
+                    args.transform_output, args.serving_model_dir, trainer_config(config))
     write_summary(args.serving_model_dir, summary)
 
 

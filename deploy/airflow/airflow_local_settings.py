@@ -23,10 +23,11 @@ def _preload() -> None:
         return
     if os.environ.get("AIRFLOW__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER", "False").lower() == "true":
         return
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
     import time
     t0 = time.time()
-    from pipeline_components import node_runner, pipeline  # noqa: F401  (every component and executor)
+    from pipeline_components.orchestration import node_runner  # noqa: F401  (every component and executor)
+    from pipeline_components import pipeline  # noqa: F401  (every component and executor)
     from tfx.orchestration.portable import launcher  # noqa: F401
     from tfx.orchestration.local import runner_utils  # noqa: F401
     print(f"[rankpipe] scheduler preloaded TFX and TensorFlow for forked tasks ({time.time() - t0:.1f}s)",

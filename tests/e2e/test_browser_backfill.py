@@ -31,12 +31,12 @@ import yaml
 from ml_metadata.proto import metadata_store_pb2
 
 from loggen import write_days
-from pipeline_components import report
-from pipeline_components.airflow_dags import daily_run_id
-from pipeline_components.airflow_local import airflow_env, run_airflow
-from pipeline_components.config import REPO_ROOT, load_config
-from pipeline_components.ports import free_ports
-from tests.pipeline_components.join_helpers import read_examples
+from pipeline_components.reporting import report
+from pipeline_components.orchestration.airflow_dags import daily_run_id
+from pipeline_components.orchestration.airflow_local import airflow_env, run_airflow
+from configs import REPO_ROOT, load_config
+from pipeline_components.orchestration.ports import free_ports
+from tests.pipeline_components.components.join_helpers import read_examples
 from tests.ui_process import running_ui
 from tests.waits import scaled, wait_for
 

@@ -18,7 +18,7 @@ import yaml
 from tfx import v1 as tfx
 
 from loggen import write_days
-from pipeline_components.config import load_config
+from configs import load_config
 from pipeline_components.pipeline import create_pipeline
 from schemas import SCHEMA_DIR, partition_dir
 

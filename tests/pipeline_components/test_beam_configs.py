@@ -5,7 +5,7 @@ import os
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline_components.config import REPO_ROOT, load_config
+from configs import REPO_ROOT, load_config
 from pipeline_components.pipeline import create_pipeline
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "deploy", "beam", "*.yaml")))

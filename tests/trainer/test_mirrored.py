@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline_components.config import REPO_ROOT
+from configs import REPO_ROOT
 from tests.waits import scaled
 
 
@@ -19,7 +19,7 @@ CASES = ("esmm:fixed", "mmoe:gradnorm", "transfer:fixed")
 @pytest.fixture(scope="module")
 def trained():
     """Every case in one subprocess (TensorFlow starts once): {case: (one device, two replicas)}."""
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, "-m", "tests.trainer.mirrored_job", *CASES], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=scaled(300))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from schemas import scene_of
 from trainer.features import InputFeature
 from trainer.layers import ProbabilityProduct
 from trainer.models.esmm import esmm_middle
@@ -28,11 +29,7 @@ MIDDLES: Dict[str, Callable] = {
 
 def scene_feature(features: List[InputFeature]) -> Tuple[InputFeature, int]:
     """(the scene feature, number of scenes). The Transform's OOV bucket is not a scene."""
-    scenes = [f for f in features if f.feature.kind == "scene"]
-    if len(scenes) != 1:
-        raise ValueError(f"multi-domain models need exactly one feature of kind 'scene' in the feature spec, "
-                         f"found {[f.feature.name for f in scenes]}")
-    f = scenes[0]
+    f = scene_of(features, lambda i: i.feature)
     return f, (len(f.vocabulary) if f.vocabulary else f.cardinality)
 
 

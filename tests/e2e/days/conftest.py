@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from loggen import write_days
-from pipeline_components import airflow_local
-from pipeline_components.config import load_config
+from pipeline_components.orchestration import airflow_local
+from configs import load_config
 
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = DAY1 + dt.timedelta(days=1)

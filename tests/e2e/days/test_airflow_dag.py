@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipeline_components import airflow_local, report
+from pipeline_components.orchestration import airflow_local
+
+from pipeline_components.reporting import report
 from tests.e2e.days.conftest import DAY1, DAY2, config_with_floor
 
 pytestmark = pytest.mark.e2e
@@ -114,8 +116,8 @@ def test_training_path_and_serving_path_predict_the_same(day1, home):
 
 
 def test_vocab_lists_each_vocabulary_with_its_size(day1, home):
-    from pipeline_components import vocab
-    rows = {name: (size, top) for name, _, size, _, top in vocab.vocabularies(vocab.latest_transform_graph(day1))}
+    from pipeline_components.reporting import vocab
+    rows = {name: (size, top) for name, _, size, _, top in vocab.vocabularies(vocab.latest_transform_graph(day1), day1.feature_spec_path)}
     raw = pd.read_parquet(os.path.join(home, "logs", "impressions", f"date={DAY1:%Y-%m-%d}"))
     assert rows["scene"][0] == raw["scene"].nunique() == 4
     assert rows["device"][0] == raw["device"].nunique()

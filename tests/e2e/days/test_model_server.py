@@ -19,7 +19,7 @@ import tensorflow as tf
 from model_server import versions
 from model_server.http import serve
 from model_server.predict_request import example_to_instance
-from pipeline_components.span_pusher import replace_dir
+from pipeline_components.components.span_pusher import replace_dir
 from schemas import load_feature_spec
 from tests.e2e.days.conftest import DAY1
 from tests.waits import wait_for

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from loggen.world import DEFAULT_SCENES
-from pipeline_components.config import REPO_ROOT
+from configs import REPO_ROOT
 from tests.e2e.days.test_airflow_dag import _artifact_dir
-from pipeline_components.ports import free_ports
+from pipeline_components.orchestration.ports import free_ports
 from tests.waits import file_size, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,7 @@ def examples(day1, home, tmp_path_factory):
 
 
 def start_worker(examples, home, out, log, tf_config, sets):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config,
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config,
                CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "trainer.worker",
            "--examples", examples,

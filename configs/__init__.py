@@ -1,0 +1,188 @@
+"""The pipeline configuration: one YAML file (``configs/pipeline.yaml``) plus the home directory.
+
+Everything a run needs that is not code lives here, so a new scene, head,
+threshold or model size is a config change. ``configs/pipeline.yaml`` holds
+every default; a user's file (``--config``) only overrides what it names.
+"""
+from __future__ import annotations
+
+from configs import tf_env  # noqa: F401  (before anything imports TensorFlow)
+
+import copy
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "pipeline.yaml")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    raw: Dict[str, Any]
+    home: str
+    path: str
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.raw["pipeline_name"]
+
+    @property
+    def model_name(self) -> str:
+        return self.raw["model_name"]
+
+    def _path(self, key: str) -> str:
+        p = self.raw["paths"][key]
+        return p if os.path.isabs(p) else os.path.join(self.home, p)
+
+    @property
+    def logs_root(self) -> str:
+        return self._path("logs")
+
+    @property
+    def truth_root(self) -> str:
+        return os.path.join(self.home, "truth")
+
+    @property
+    def pipeline_root(self) -> str:
+        return self._path("pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return self._path("metadata")
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["metadata"])
+
+    @property
+    def metadata_backend(self) -> str:
+        backend = self.metadata["backend"]
+        if backend not in ("sqlite", "mysql"):
+            raise ValueError(f"metadata.backend must be sqlite or mysql, got {backend!r}")
+        return backend
+
+    def mlmd_password(self) -> str:
+        name = self.metadata["mysql"]["password_env"]
+        password = os.environ.get(name)
+        if password is None:
+            raise ValueError(f"ML Metadata is on MySQL (metadata.backend: mysql) but ${name} is not set: export the "
+                             f"ML Metadata user's password as {name} (scripts/databases.sh prints it)")
+        return password
+
+    def metadata_connection_config(self, with_password: bool = True):
+        """ML Metadata's connection: SQLite at paths.metadata (default) or MySQL/MariaDB. The
+        password is left out where the config is stored (the compiled pipeline) and filled in
+        from the environment where it is used."""
+        from ml_metadata.proto import metadata_store_pb2
+        cfg = metadata_store_pb2.ConnectionConfig()
+        if self.metadata_backend == "sqlite":
+            cfg.sqlite.filename_uri = self.metadata_path
+            cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            return cfg
+        mysql = self.metadata["mysql"]
+        missing = [k for k in ("database", "user") if not mysql.get(k)]
+        if missing:
+            raise ValueError(f"metadata.backend is mysql but metadata.mysql has no {' or '.join(missing)} "
+                             f"(configs/production.yaml shows a complete section)")
+        cfg.mysql.host = str(mysql["host"])
+        cfg.mysql.port = int(mysql["port"])
+        cfg.mysql.database = str(mysql["database"])
+        cfg.mysql.user = str(mysql["user"])
+        if with_password:
+            cfg.mysql.password = self.mlmd_password()
+        return cfg
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self._path("serving"), self.model_name)
+
+    def _schema_path(self, key: str) -> str:
+        p = self.raw["schemas"][key]
+        return p if os.path.isabs(p) else os.path.join(REPO_ROOT, p)
+
+    @property
+    def raw_events_path(self) -> str:
+        return self._schema_path("raw_events")
+
+    @property
+    def feature_spec_path(self) -> str:
+        return self._schema_path("features")
+
+    @property
+    def tfdv_schema_path(self) -> str:
+        return self._schema_path("tfdv")
+
+    @property
+    def training_window(self) -> Dict[str, Any]:
+        return dict(self.raw["training_window"])
+
+    @property
+    def log_join(self) -> Dict[str, Any]:
+        return dict(self.raw["log_join"])
+
+    @property
+    def heads(self) -> Dict[str, Dict[str, Any]]:
+        return copy.deepcopy(self.raw["heads"])
+
+    @property
+    def trainer(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["trainer"])
+
+    @property
+    def evaluator(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["evaluator"])
+
+    @property
+    def serving_check(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["serving_check"])
+
+    @property
+    def model_server(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["model_server"])
+
+    @property
+    def airflow(self) -> Dict[str, Any]:
+        return copy.deepcopy(self.raw["airflow"])
+
+    @property
+    def serving_root(self) -> str:
+        return self._path("serving")
+
+    @property
+    def beam_pipeline_args(self) -> List[str]:
+        return list(self.raw["beam_pipeline_args"] or [])
+
+
+def trainer_config(config: PipelineConfig, **overrides: Any) -> Dict[str, Any]:
+    """The Trainer's ``custom_config``: the trainer section plus the heads and the feature spec it
+    trains on. The pipeline, the multi-worker entry point and the benchmarks all train from this."""
+    out = dict(config.trainer, heads=config.heads, feature_spec_path=config.feature_spec_path)
+    out.update(overrides)
+    return out
+
+
+def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Optional[str] = None, home: Optional[str] = None,
+                overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
+    """Loads the config. ``path`` defaults to $RANKPIPE_CONFIG or configs/pipeline.yaml;
+    ``home`` to $RANKPIPE_HOME or ./work in the repository."""
+    path = path or os.environ.get("RANKPIPE_CONFIG") or DEFAULT_CONFIG
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"pipeline config {path} not found (set RANKPIPE_CONFIG or pass --config)")
+    with open(DEFAULT_CONFIG) as fh:
+        raw = yaml.safe_load(fh)
+    if os.path.abspath(path) != DEFAULT_CONFIG:
+        with open(path) as fh:
+            raw = _merge(raw, yaml.safe_load(fh) or {})
+    raw = _merge(raw, overrides or {})
+    home = os.path.abspath(home or os.environ.get("RANKPIPE_HOME") or os.path.join(REPO_ROOT, "work"))
+    return PipelineConfig(raw=raw, home=home, path=path)

@@ -1,0 +1,260 @@
+"""LogJoinExampleGen: one day of raw impression / click / conversion logs to labelled Examples.
+
+Why a custom component: TFX's ExampleGens turn *one* input source into
+examples; labelling an impression needs a key join of three logs (with
+attribution windows, duplicates, orphans and quarantine) before any example
+exists. Its output is a standard ``Examples`` artifact (TFRecord of
+tf.Example, splits ``train``/``eval``, ``span`` set), so StatisticsGen,
+Transform, Trainer and Evaluator consume it unchanged.
+
+Why it does not use FileBasedExampleGen's span resolution: with a ``{SPAN}``
+pattern and no range config that driver silently picks the *latest* span, so a
+backfill of an old date would train on today's data. Here the span is the
+run's date (days since 1970-01-01), passed explicitly, and a missing day is an
+error that names the path and the date.
+
+Label maturity: the run for date T labels the impressions of day
+T - ``label_delay_days`` with the clicks and conversions logged from that day
+through T. With the same T the labels are identical whether the run is the
+scheduled one or a later backfill.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact, artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx_bsl.coders import example_coder
+
+from pipeline_components.components import join_beam, join_logic, raw_logs
+from pipeline_components.spans import date_to_span, parse_run_date
+
+LOGS = ("impressions", "clicks", "conversions")
+DAY_US = raw_logs.DAY_US
+
+
+class JoinReport(artifact.Artifact):
+    """Row accounting, quarantined rows and notes of one log-join run."""
+    TYPE_NAME = "rankpipe.JoinReport"
+
+
+class QuarantineThresholdError(RuntimeError):
+    pass
+
+
+class AccountingError(RuntimeError):
+    pass
+
+
+class LogJoinSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "logs_root": ExecutionParameter(type=str),
+        "run_date": ExecutionParameter(type=str),
+        "label_delay_days": ExecutionParameter(type=int),
+        "attribution_window_days": ExecutionParameter(type=float),
+        "eval_percent": ExecutionParameter(type=int),
+        "max_quarantine_fraction": ExecutionParameter(type=float),
+        "raw_schema_path": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS: Dict[str, ChannelParameter] = {}
+    OUTPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "join_report": ChannelParameter(type=JoinReport),
+    }
+
+
+class _ReadChunk(beam.DoFn):
+    def __init__(self, schema_path: Optional[str]):
+        super().__init__()
+        self._schema_path = schema_path
+
+    def process(self, chunk: raw_logs.Chunk):
+        rows, quarantine, notes = raw_logs.read_chunk(chunk, self._schema_path)
+        n_input = len(rows) + sum(q["rows"] for q in quarantine if q["row"] is not None)
+        yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.input", n_input))
+        for q in quarantine:
+            if q["row"] is None:
+                yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.unreadable_files", 1))
+            else:
+                yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.quarantined", 1))
+            yield beam.pvalue.TaggedOutput("counts", (f"reason.{chunk.log}: {q['reason']}", q["rows"]))
+            yield beam.pvalue.TaggedOutput("quarantine", json.dumps(q, sort_keys=True, default=str))
+        for note in notes:
+            yield beam.pvalue.TaggedOutput("notes", note)
+        for row in rows:
+            yield row["impression_id"], row
+
+
+def list_column(col: pa.Array) -> pa.Array:
+    """One value per row as a list array (tf.Example features are lists); nulls become empty lists."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        col = col.cast(pa.binary())
+    elif pa.types.is_floating(col.type):
+        col = col.cast(pa.float32())
+    elif pa.types.is_boolean(col.type):
+        col = col.cast(pa.int64())
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), col.filter(pa.array(valid)))
+
+
+def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
+    """Serialises a batch of joined rows with tfx_bsl's C++ encoder (5x faster than building protos in Python)."""
+    table = pa.Table.from_pylist(rows)
+    # A column that is null in every row of the batch has no type to encode: those rows lack it.
+    keep = [n for n, c in zip(table.column_names, table.columns) if not pa.types.is_null(c.type)]
+    batch = pa.RecordBatch.from_arrays([list_column(table.column(n).combine_chunks()) for n in keep], names=keep)
+    return example_coder.RecordBatchToExamples(batch)
+
+
+class _Label(beam.DoFn):
+    """Counts a labelled impression and assigns its split."""
+
+    def __init__(self, eval_percent: int):
+        self._eval_percent = eval_percent
+
+    def process(self, row):
+        split = join_logic.split_of(row["impression_id"], self._eval_percent)
+        yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", 1))
+        yield beam.pvalue.TaggedOutput("counts", (f"examples.scene={row['scene']}", 1))
+        yield beam.pvalue.TaggedOutput("counts", ("examples.clicks", row["click"]))
+        yield beam.pvalue.TaggedOutput("counts", ("examples.conversions", row["conversion"]))
+        yield split, row
+
+
+def _write_json(obj: Any, path: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as fh:
+        fh.write(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def check_accounting(counts: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+    """Per log: input rows against the sum of its buckets. Raises if any row is unaccounted for."""
+    buckets = ("joined", "duplicate", "orphan", "quarantined", "out_of_window")
+    table = {}
+    for log in LOGS:
+        got = {b: counts.get(f"{log}.{b}", 0) for b in buckets}
+        total = sum(got.values())
+        table[log] = dict(got, input=counts.get(f"{log}.input", 0), accounted=total)
+        if total != table[log]["input"]:
+            raise AccountingError(f"{log}: {table[log]['input']} input rows but {total} accounted for ({got})")
+    return table
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        run_date = parse_run_date(exec_properties["run_date"])
+        delay = int(exec_properties["label_delay_days"])
+        if delay < 0:
+            raise ValueError(f"label_delay_days must be >= 0, got {delay}")
+        span_date = run_date - dt.timedelta(days=delay)
+        span = date_to_span(span_date)
+        window_us = int(float(exec_properties["attribution_window_days"]) * DAY_US)
+        logs_root = exec_properties["logs_root"]
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        report = artifact_utils.get_single_instance(output_dict["join_report"])
+
+        # Plan all reads first: a missing partition fails here, before any Beam work.
+        chunks: List[raw_logs.Chunk] = raw_logs.plan_chunks(logs_root, "impressions", span_date)
+        event_days = [span_date + dt.timedelta(days=i) for i in range(delay + 1)]
+        for log in ("clicks", "conversions"):
+            for day in event_days:
+                chunks.extend(raw_logs.plan_chunks(logs_root, log, day))
+        logging.info("log join: run_date=%s span=%d (%s) reading %d chunks from %s",
+                     run_date, span, span_date, len(chunks), logs_root)
+
+        examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+        counts_path = os.path.join(report.uri, "counts.json")
+        with self._make_beam_pipeline() as p:
+            per_log = {}
+            count_pcolls = []
+            for log in LOGS:
+                read = (p | f"Plan[{log}]" >> beam.Create([c for c in chunks if c.log == log])
+                        | f"Reshuffle[{log}]" >> beam.Reshuffle()
+                        | f"Read[{log}]" >> beam.ParDo(_ReadChunk(exec_properties.get("raw_schema_path"))).with_outputs(
+                            "counts", "quarantine", "notes", main="rows"))
+                per_log[log] = read.rows
+                count_pcolls.append(read.counts)
+                (read.quarantine | f"WriteQuarantine[{log}]" >> beam.io.WriteToText(
+                    os.path.join(report.uri, "quarantine", log), file_name_suffix=".jsonl"))
+                count_pcolls.append(read.notes | f"CountNotes[{log}]" >> beam.Map(lambda n: (f"note.{n}", 1)))
+            rows, join_counts = per_log | "JoinLogs" >> join_beam.JoinLogs(window_us)
+            joined = rows | "Label" >> beam.ParDo(_Label(int(exec_properties["eval_percent"]))
+                                                  ).with_outputs("counts", main="examples")
+            count_pcolls.extend([join_counts, joined.counts])
+            for split in ("train", "eval"):
+                (joined.examples
+                 | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                 | f"Value[{split}]" >> beam.Values()
+                 | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=512, max_batch_size=8192)
+                 | f"Encode[{split}]" >> beam.FlatMap(encode_examples)
+                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                     os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord"),
+                     file_name_suffix=".gz"))
+            (count_pcolls | "FlattenCounts" >> beam.Flatten()
+             | "Sum" >> beam.CombinePerKey(sum)
+             | "ToDict" >> beam.combiners.ToDict()
+             | "WriteCounts" >> beam.Map(_write_json, counts_path))
+
+        with tf.io.gfile.GFile(counts_path) as fh:
+            counts = json.load(fh)
+        accounting = check_accounting(counts)
+        n_input = sum(a["input"] for a in accounting.values())
+        n_quarantined = sum(a["quarantined"] for a in accounting.values())
+        unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in LOGS)
+        reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
+        summary = {
+            "run_date": f"{run_date}", "span": span, "span_date": f"{span_date}",
+            "label_delay_days": delay, "attribution_window_days": float(exec_properties["attribution_window_days"]),
+            "accounting": accounting, "quarantine_reasons": reasons, "unreadable_files": unreadable,
+            "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
+            "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
+        }
+        _write_json(summary, os.path.join(report.uri, "join_report.json"))
+        for log, acc in accounting.items():
+            for bucket, n in acc.items():
+                report.set_int_custom_property(f"{log}_{bucket}", n)
+        report.set_int_custom_property("span", span)
+
+        examples.span = span
+        examples.version = 0
+        examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+        examples.set_string_custom_property("file_format", "tfrecords_gzip")
+        examples.set_string_custom_property("span_date", f"{span_date}")
+
+        fraction = n_quarantined / max(n_input, 1)
+        limit = float(exec_properties["max_quarantine_fraction"])
+        if fraction > limit or unreadable:
+            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            raise QuarantineThresholdError(
+                f"log join for {span_date}: {n_quarantined} of {n_input} rows quarantined "
+                f"({fraction:.2%} > limit {limit:.2%}) and {unreadable} unreadable files. Reasons: {detail}. "
+                f"Quarantined rows with their reasons: {os.path.join(report.uri, 'quarantine')}")
+        logging.info("log join for %s: %s", span_date, json.dumps(summary["examples"], sort_keys=True))
+
+
+class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
+    """Joins one day of raw logs into labelled, split Examples for span = that day."""
+
+    SPEC_CLASS = LogJoinSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, logs_root: str, run_date, label_delay_days: int = 0,
+                 attribution_window_days: float = 3.0, eval_percent: int = 20,
+                 max_quarantine_fraction: float = 0.01, raw_schema_path: Optional[str] = None):
+        super().__init__(spec=LogJoinSpec(
+            logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
+            attribution_window_days=attribution_window_days, eval_percent=eval_percent,
+            max_quarantine_fraction=max_quarantine_fraction, raw_schema_path=raw_schema_path,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            join_report=types.Channel(type=JoinReport)))

@@ -1,0 +1,136 @@
+"""Runs the DAG through a real, embedded Airflow: SQLite metadata DB, sequential executor.
+
+Everything is passed through environment variables so that nothing is written
+to a global ~/airflow: AIRFLOW_HOME lives under the pipeline home.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+from pipeline_components.orchestration import compiled
+from configs import REPO_ROOT, PipelineConfig, tf_env
+
+DAGS_FOLDER = os.path.join(REPO_ROOT, "dags")
+LOCAL_SETTINGS_DIR = os.path.join(REPO_ROOT, "deploy", "airflow")
+
+
+PARALLEL_EXECUTORS = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
+
+
+def settings(config: PipelineConfig, env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Executor and database of this config's Airflow, checked: a parallel executor needs a
+    database server for Airflow and MySQL for ML Metadata (SQLite locks under parallel tasks).
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in the environment wins over airflow.database_url, so
+    a URL with a password need not be written into the config."""
+    env = os.environ if env is None else env
+    airflow = config.airflow
+    executor = str(airflow["executor"])
+    url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or airflow["database_url"] or \
+        f"sqlite:///{os.path.join(config.home, 'airflow', 'airflow.db')}"
+    parallel = executor in PARALLEL_EXECUTORS or int(airflow["max_active_runs"]) > 1
+    if executor in PARALLEL_EXECUTORS and url.startswith("sqlite"):
+        raise ValueError(f"airflow.executor {executor} runs tasks in parallel, which Airflow's SQLite database "
+                         f"cannot: set airflow.database_url (or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) to PostgreSQL; "
+                         f"scripts/databases.sh starts one")
+    if parallel and config.metadata_backend == "sqlite":
+        raise ValueError(f"airflow.executor {executor} with max_active_runs {airflow['max_active_runs']} "
+                         f"runs TFX tasks in parallel, and ML Metadata on SQLite locks under parallel writers: set "
+                         f"metadata.backend: mysql (see configs/production.yaml), or use SequentialExecutor and "
+                         f"max_active_runs: 1")
+    return {"executor": executor, "url": url, "parallelism": str(int(airflow["parallelism"])),
+            "database": url.split(":", 1)[0].split("+", 1)[0]}
+
+
+def describe(config: PipelineConfig) -> str:
+    s = settings(config)
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL"}
+    mlmd = "SQLite" if config.metadata_backend == "sqlite" else "MySQL"
+    return f"Airflow on {names.get(s['database'], s['database'])}, {s['executor']}; ML Metadata on {mlmd}"
+
+
+def _prepend(entry: str, search_path: str) -> str:
+    return os.pathsep.join([entry] + [p for p in search_path.split(os.pathsep) if p and p != entry])
+
+
+def airflow_env(config: PipelineConfig, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = dict(base if base is not None else os.environ)
+    airflow_home = os.path.join(config.home, "airflow")
+    chosen = settings(config, env)
+    # Executors start `airflow tasks run ...` by name: this venv's airflow must come first on PATH.
+    env["PATH"] = _prepend(os.path.dirname(sys.executable), env.get("PATH", ""))
+    # deploy/airflow/airflow_local_settings.py: the scheduler preloads TFX for the tasks it forks.
+    env["PYTHONPATH"] = _prepend(LOCAL_SETTINGS_DIR, env.get("PYTHONPATH", ""))
+    env.update(tf_env.ENV)  # a base without them (tests pass one) still gets TensorFlow's settings
+    env.update({
+        "RANKPIPE_HOME": config.home,
+        "RANKPIPE_CONFIG": config.path,
+        "AIRFLOW_HOME": airflow_home,
+        "AIRFLOW__CORE__DAGS_FOLDER": DAGS_FOLDER,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": chosen["executor"],
+        "AIRFLOW__CORE__PARALLELISM": chosen["parallelism"],
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": chosen["url"],
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "1"),
+        "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"),
+    })
+    os.makedirs(airflow_home, exist_ok=True)
+    return env
+
+
+def _airflow_cmd() -> List[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "airflow")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "airflow"]
+
+
+def run_airflow(args: List[str], env: Dict[str, str], log_path: Optional[str] = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+    cmd = _airflow_cmd() + args
+    if log_path:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(log_path, "w") as fh:
+            proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    else:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        tail = ""
+        if log_path:
+            with open(log_path) as fh:
+                tail = "".join(fh.readlines()[-40:])
+        else:
+            tail = (proc.stdout or "")[-4000:] + (proc.stderr or "")[-4000:]
+        raise RuntimeError(f"`airflow {' '.join(args)}` failed (exit {proc.returncode})"
+                           f"{' - full log: ' + log_path if log_path else ''}\n{tail}")
+    return proc
+
+
+def migrate_db(env: Dict[str, str]) -> None:
+    run_airflow(["db", "migrate"], env)
+
+
+def compile_if_stale(config: PipelineConfig) -> None:
+    t0 = time.time()
+    path = compiled.compile_pipeline(config)
+    if path:
+        print(f"[airflow] compiled the pipeline to {path} ({time.time() - t0:.1f}s)", flush=True)
+
+
+def prepare(config: PipelineConfig) -> Dict[str, str]:
+    """What every Airflow command needs first: a current compiled pipeline (the DAG files read
+    it) and a migrated metadata database. Returns the Airflow environment."""
+    compile_if_stale(config)
+    env = airflow_env(config)
+    migrate_db(env)
+    return env
+
+
+def dags_test(dag_id: str, date: str, env: Dict[str, str], log_path: str) -> float:
+    """Executes one DAG run for the logical date in-process (`airflow dags test`); returns seconds."""
+    t0 = time.time()
+    run_airflow(["dags", "test", dag_id, date], env, log_path=log_path)
+    return time.time() - t0

@@ -1,0 +1,1 @@
+"""Reading finished runs back out of ML Metadata: the per-scene run report and the vocabulary listing."""

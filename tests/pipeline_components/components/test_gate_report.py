@@ -1,0 +1,73 @@
+"""The deployment decision: which TFMA failures gate, which are only reported."""
+from pipeline_components.components.gate_report import Failure, count_for, decide, markdown, rows
+
+THRESHOLDS = {"auc_floor": {"ctr": 0.6, "cvr": 0.55}, "max_auc_drop": {"ctr": 0.01, "cvr": 0.02}}
+
+
+def metrics(n_main=40_000, n_promo=900, clicks_main=2_000):
+    m = {("overall", "_all"): {"example_count": n_main + n_promo},
+         ("main_search", "_all"): {"example_count": n_main},
+         ("promo_feed", "_all"): {"example_count": n_promo},
+         ("main_search", "cvr"): {"auc": 0.66, "weighted_example_count": clicks_main}}
+    for s in ("overall", "main_search", "promo_feed"):
+        m[(s, "ctr")] = {"auc": 0.70}
+    return m
+
+
+def change(slice_, head="ctr"):
+    return Failure(slice=slice_, head=head, metric="auc", value=-0.03, message="tfma says", is_change=True)
+
+
+def test_a_regression_in_a_large_scene_blocks_and_names_scene_values_and_threshold():
+    cand, base = metrics(), metrics()
+    cand[("main_search", "ctr")]["auc"] = 0.67
+    d = decide([change("main_search")], False, cand, base, True, 5000, THRESHOLDS, [])
+    assert not d.blessed
+    assert d.blocking == ["ctr AUC on scene main_search fell 0.0300 (0.7000 -> 0.6700), more than max_auc_drop 0.01"]
+
+
+def test_a_regression_in_a_scene_below_min_examples_is_reported_not_gating():
+    cand, base = metrics(), metrics()
+    d = decide([change("promo_feed")], False, cand, base, True, 5000, THRESHOLDS, [])
+    assert d.blessed and d.blocking == []
+    assert len(d.reported) == 1 and "promo_feed" in d.reported[0] and "900 examples < min_scene_examples 5,000" \
+        in d.reported[0]
+
+
+def test_cvr_counts_clicks_not_impressions():
+    m = metrics(clicks_main=1_200)
+    assert count_for(m, "main_search", "cvr") == 1_200
+    assert count_for(m, "main_search", "ctr") == 40_000
+    # 40k impressions but only 1.2k clicks: a CVR regression there is below 5k and only reported.
+    d = decide([change("main_search", "cvr")], False, m, metrics(), True, 5000, THRESHOLDS, [])
+    assert d.blessed and d.reported
+
+
+def test_overall_floor_and_overall_change_always_gate_whatever_the_count():
+    cand = metrics(n_main=100, n_promo=10)
+    floor = Failure("overall", "ctr", "auc", 0.5, "below", is_change=False)
+    d = decide([floor, change("overall")], False, cand, metrics(), True, 5000, THRESHOLDS, [])
+    assert not d.blessed and len(d.blocking) == 2
+    assert any("below the floor 0.6" in b for b in d.blocking)
+
+
+def test_serving_check_failure_blocks_even_when_metrics_pass():
+    d = decide([], True, metrics(), {}, False, 5000, THRESHOLDS, ["ctcvr > ctr for 3 of 256 examples"])
+    assert not d.blessed and d.blocking == ["serving check: ctcvr > ctr for 3 of 256 examples"]
+
+
+def test_validation_failure_without_threshold_failures_is_not_silently_blessed():
+    d = decide([], False, metrics(), {}, False, 5000, THRESHOLDS, [])
+    assert not d.blessed and "TFMA validation failed" in d.blocking[0]
+
+
+def test_report_lists_candidate_and_baseline_per_scene_and_says_what_gates():
+    cand, base = metrics(), metrics()
+    cand[("main_search", "ctr")]["auc"] = 0.72
+    table = rows(cand, base, ["ctr"], ["main_search", "promo_feed"], 5000)
+    by_slice = {r[0]: r for r in table}
+    assert by_slice["main_search"][3:6] == ["0.7200", "0.7000", "+0.0200"]
+    assert by_slice["promo_feed"][-1] == "reported only" and by_slice["main_search"][-1] == "yes"
+    d = decide([change("promo_feed")], False, cand, base, False, 5000, THRESHOLDS, [])
+    text = markdown("gate", d, table, ["span 2026-11-20"])
+    assert "**BLESSED**" in text and "Reported, not gating" in text and "No baseline" in text

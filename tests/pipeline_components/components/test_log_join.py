@@ -1,0 +1,115 @@
+"""The LogJoinExampleGen executor on real Parquet logs, checked against pandas."""
+import datetime as dt
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from pipeline_components.components import log_join
+from pipeline_components.components.raw_logs import MissingLogsError
+from tests.pipeline_components.components.join_helpers import WINDOW_DAYS, read_examples as _read_examples, run_join as _run
+
+
+
+@pytest.fixture(scope="module")
+def joined(small_logs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("join")
+    examples, report = _run(small_logs["logs"], out, small_logs["start"].isoformat())
+    with open(os.path.join(report.uri, "join_report.json")) as fh:
+        return examples, json.load(fh), _read_examples(examples.uri)
+
+
+def test_labels_match_an_independent_pandas_join(small_logs, joined):
+    _, _, got = joined
+    day = small_logs["start"]
+    part = lambda log: pd.read_parquet(os.path.join(small_logs["logs"], log, f"date={day:%Y-%m-%d}"))  # noqa: E731
+    imp, clicks, conv = part("impressions"), part("clicks"), part("conversions")
+    first_click = clicks.groupby("impression_id")["timestamp"].min()
+    conv = conv.join(first_click.rename("click_ts"), on="impression_id", how="inner")
+    window = pd.Timedelta(days=WINDOW_DAYS)
+    ok = conv[(conv["timestamp"] >= conv["click_ts"]) & (conv["timestamp"] <= conv["click_ts"] + window)]
+    want = imp[["impression_id", "scene"]].assign(
+        click=imp["impression_id"].isin(first_click.index).astype(int),
+        conversion=imp["impression_id"].isin(ok["impression_id"]).astype(int))
+    merged = want.merge(got, on="impression_id", suffixes=("", "_got"), validate="one_to_one")
+    assert len(merged) == len(imp) == len(got)
+    assert (merged["click"] == merged["click_got"]).all()
+    assert (merged["conversion"] == merged["conversion_got"]).all()
+    assert (merged["scene"] == merged["scene_got"]).all()
+    assert merged["click"].sum() > 50 and merged["conversion"].sum() > 5
+
+
+def test_every_input_row_is_accounted_for(small_logs, joined):
+    _, report, _ = joined
+    day = small_logs["start"]
+    for log in ("impressions", "clicks", "conversions"):
+        raw_rows = len(pd.read_parquet(os.path.join(small_logs["logs"], log, f"date={day:%Y-%m-%d}")))
+        acc = report["accounting"][log]
+        assert acc["input"] == raw_rows
+        buckets = sum(acc[b] for b in ("joined", "duplicate", "orphan", "quarantined", "out_of_window"))
+        assert buckets == raw_rows
+    # Conversions of the previous day's impressions land here without their impression: orphans.
+    assert report["accounting"]["conversions"]["orphan"] > 0
+    assert report["accounting"]["clicks"]["duplicate"] > 0
+
+
+def test_output_is_a_standard_examples_artifact_for_the_span(small_logs, joined):
+    examples, report, got = joined
+    span = (small_logs["start"] - dt.date(1970, 1, 1)).days
+    assert examples.span == span and report["span"] == span
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    share = (got["split"] == "eval").mean()
+    assert 0.15 < share < 0.25
+    assert report["examples"]["train"] + report["examples"]["eval"] == len(got)
+
+
+def test_missing_day_fails_naming_path_and_date(small_logs, tmp_path):
+    with pytest.raises(MissingLogsError) as err:
+        _run(small_logs["logs"], tmp_path, "2026-12-24")
+    msg = str(err.value)
+    assert "2026-12-24" in msg and os.path.join(small_logs["logs"], "impressions") in msg
+    assert not glob.glob(str(tmp_path / "examples" / "*" / "*.gz"))
+
+
+def _corrupt(logs_root, day, n_bad):
+    path = os.path.join(logs_root, "impressions", f"date={day:%Y-%m-%d}", "part-00000.parquet")
+    df = pq.read_table(path).to_pandas()
+    bad = df.head(n_bad).copy()
+    bad["impression_id"] = [f"bad-{i}" for i in range(n_bad)]
+    bad.loc[bad.index[::2], "scene"] = "moon_base"
+    bad.loc[bad.index[1::2], "item_price"] = -1.0
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False, schema=pq.read_schema(path)),
+                   path.replace("part-00000", "part-00001"))
+    with open(path.replace("part-00000.parquet", "part-00002.parquet"), "wb") as fh:
+        fh.write(b"not parquet at all")
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_the_run_fails_over_threshold(small_logs, tmp_path):
+    logs = str(tmp_path / "logs")
+    shutil.copytree(small_logs["logs"], logs)
+    day = small_logs["start"]
+    _corrupt(logs, day, 10)
+    with pytest.raises(log_join.QuarantineThresholdError) as err:
+        _run(logs, tmp_path / "out", day.isoformat(), max_quarantine=0.5)
+    assert "unreadable files" in str(err.value) and "unknown scene" in str(err.value)
+    with open(tmp_path / "out" / "report" / "join_report.json") as fh:
+        report = json.load(fh)
+    acc = report["accounting"]["impressions"]
+    assert acc["quarantined"] == 10 and acc["input"] == acc["accounted"]
+    assert report["unreadable_files"] == 1
+    reasons = report["quarantine_reasons"]
+    assert reasons["impressions: item_price below 0.0"] == 5
+    assert any(r.startswith("impressions: unknown scene") and n == 5 for r, n in reasons.items())
+    lines = [json.loads(x) for f in glob.glob(str(tmp_path / "out" / "report" / "quarantine" / "*.jsonl"))
+             for x in open(f)]
+    assert sum(1 for q in lines if q["row"] is not None) == 10
+    assert all(q["reason"] and q["file"] for q in lines)

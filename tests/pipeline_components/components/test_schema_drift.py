@@ -1,0 +1,61 @@
+"""Schema drift is caught by ExampleValidator against the curated schema and stops the run before Transform."""
+import datetime as dt
+import glob
+import json
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tfx import v1 as tfx
+
+from loggen import write_days
+from pipeline_components.components.anomalies_gate import AnomaliesGate
+from pipeline_components.components.log_join import LogJoinExampleGen
+from schemas import TFDV_SCHEMA_PATH
+
+DAY = dt.date(2026, 11, 20)
+
+
+def _validation_pipeline(home, logs_root):
+    join = LogJoinExampleGen(logs_root=logs_root, run_date=DAY.isoformat())
+    stats = tfx.components.StatisticsGen(examples=join.outputs["examples"])
+    schema = tfx.components.ImportSchemaGen(schema_file=TFDV_SCHEMA_PATH)
+    validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    gate = AnomaliesGate(anomalies=validator.outputs["anomalies"])
+    return tfx.dsl.Pipeline(
+        pipeline_name="drift", pipeline_root=os.path.join(home, "root"),
+        components=[join, stats, schema, validator, gate],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(home, "mlmd.sqlite")))
+
+
+def _drift(logs_root):
+    path = os.path.join(logs_root, "impressions", f"date={DAY:%Y-%m-%d}", "part-00000.parquet")
+    df = pq.read_table(path).to_pandas()
+    df["coupon_code"] = "NOV20"                      # a new column
+    df.loc[df.index[: len(df) // 4], "device"] = "smart_tv"   # a category the schema has never seen
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+
+
+def test_clean_day_passes_the_gate(tmp_path):
+    logs = str(tmp_path / "logs")
+    write_days(logs, str(tmp_path / "truth"), DAY, 1, 3000, progress=None)
+    tfx.orchestration.LocalDagRunner().run(_validation_pipeline(str(tmp_path), logs))
+    [result] = glob.glob(str(tmp_path / "root" / "AnomaliesGate" / "result" / "*" / "anomalies.json"))
+    assert json.load(open(result)) == {}
+
+
+def test_new_column_and_new_category_stop_the_run_with_a_readable_report(tmp_path):
+    logs = str(tmp_path / "logs")
+    write_days(logs, str(tmp_path / "truth"), DAY, 1, 3000, progress=None)
+    _drift(logs)
+    with pytest.raises(Exception) as err:
+        tfx.orchestration.LocalDagRunner().run(_validation_pipeline(str(tmp_path), logs))
+    msg = str(err.value)
+    assert "curated schema" in msg
+    assert "feature 'coupon_code'" in msg and "New column" in msg
+    assert "feature 'device'" in msg and "smart_tv" in msg
+    assert not glob.glob(str(tmp_path / "root" / "Transform" / "*"))
