@@ -5,7 +5,7 @@ same users and items (a model trained on day D transfers to day D+1), while the
 impressions of each day come from a per-day seed.
 
 True probabilities are logistic in a few interpretable signals so that the
-claims in MODELS.md can be tested against them:
+published claims (the papers the model docstrings cite) can be tested against them:
 - scenes weigh price and brand differently (``price_weight``, ``brand_weight``),
   which is what per-scene feature attention should discover;
 - ``task_correlation`` (rho) mixes the CTR signal into the CVR logit, the knob

@@ -49,7 +49,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
 
-    # The last K validated spans up to this run's (see span_window.py for why not SpanRangeStrategy).
+    # The last K validated spans up to this run's (see pipeline_components/components/resolvers.py for why not SpanRangeStrategy).
     window = tfx.dsl.Resolver(
         strategy_class=SpanWindowStrategy,
         config={"run_date": run_date_in_config(run_date),

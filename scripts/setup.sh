@@ -3,7 +3,7 @@
 # whose lock hash matches is reused, so the second call costs a second.
 #
 # Why Python 3.10: tfx 1.16.0 is the newest TFX whose every dependency installs
-# on glibc 2.36 (see ../shared/STACK.md); it supports Python <= 3.10.
+# on glibc 2.36 (tfx 1.16's pins); it supports Python <= 3.10.
 # Why pip inside the venv: TFX installs a `module_file` with `python -m pip`.
 # Why --compile-bytecode: uv does not write .pyc files by default, and where
 # PYTHONDONTWRITEBYTECODE=1 is set (it is on these machines) Python never writes

@@ -1,4 +1,6 @@
-"""Training the transfer model: per-scene losses and the Wasserstein regulariser (seeds/000 part 1).
+"""Training the transfer model: per-scene losses and the Wasserstein regulariser (Alibaba search team,
+"Transfer learning in multi-task multi-scene search", technical blog, 2019, part 1; the critic as in
+Shen et al., "Wasserstein Distance Guided Representation Learning for Domain Adaptation", AAAI 2018).
 
 J = sum_d L_d + lambda * max_w (D_c - D_s - D_t) + L_reg, trained like a GAN:
 each step the model minimises J with the current critic, then the critic

@@ -9,7 +9,7 @@ Airflow task log shows.
 
 Its ``result`` artifact exists only for days that passed, and names the
 Examples artifact it vouches for (``examples_id``, ``span``): the training
-window (``span_window.py``) takes only spans with such a result, so a day that
+window (``pipeline_components/components/resolvers.py``) takes only spans with such a result, so a day that
 failed validation never reaches a later day's training either.
 """
 from __future__ import annotations

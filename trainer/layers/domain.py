@@ -181,7 +181,8 @@ class DomainEmbedding(keras.layers.Layer):
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class FeatureAttention(keras.layers.Layer):
-    """Per-scene attention on one feature (seeds/000): h0 = s(W0 e + b0), h1 = s(W1 h0 + b1),
+    """Per-scene attention on one feature (Alibaba search team, multi-scene
+    transfer blog, 2019): h0 = s(W0 e + b0), h1 = s(W1 h0 + b1),
     a = s(W2 h1 + b2), g = a * e, with W0..W2 of the example's own scene (s: sigmoid).
 
     Returns [g, a]; a lies in (0, 1), one weight per embedding element, so a
@@ -213,7 +214,8 @@ class FeatureAttention(keras.layers.Layer):
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class DomainTower(keras.layers.Layer):
-    """A head's logit for scene d: W_c^d O^{dc} + W^d O^d + b^d (seeds/000).
+    """A head's logit for scene d: W_c^d O^{dc} + W^d O^d + b^d (Alibaba search team,
+    multi-scene transfer blog, 2019).
 
     O^{dc} is a shared tower (same weights for every scene), O^d the example's
     own scene's tower; the output weights W_c^d, W^d, b^d are per scene. Returns

@@ -1,4 +1,4 @@
-"""The multi-domain transfer model of seeds/000 part 1 (see MODELS.md section 1).
+"""The multi-domain transfer model (Alibaba search team, "Transfer learning in multi-task multi-scene search", technical blog, 2019, part 1).
 
 - Embeddings: feature j has a shared embedding and, per scene, a small
   scene-specific one; e^j = concat(e_c^j, e_d^j). Numeric features enter as

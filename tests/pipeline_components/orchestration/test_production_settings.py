@@ -1,7 +1,7 @@
 """Choosing Airflow's executor and database and ML Metadata's backend from the config: the
 embedded default, the production combination, and the combinations that would lock or lose
 data refused with the setting to change. No database server needed here (see
-tests/e2e/test_production_metadata.py for the real ones)."""
+tests/e2e/test_browser_backfill.py for the real ones: PostgreSQL and MariaDB)."""
 import pytest
 import yaml
 
