@@ -142,3 +142,32 @@ def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
         verdict = json.load(fh)
     assert verdict["has_baseline"] is True  # day 1's blessed model
     assert any("ctr AUC overall" in r and "below the floor 0.999" in r for r in verdict["blocking"])
+
+
+def test_report_and_vocab_read_the_schemas_their_config_names(day1, home, tmp_path, capsys):
+    """`rankpipe report` and `rankpipe vocab` list the scenes and features of the config's own
+    schemas: files, not the repository's defaults (a team with its own schemas sees its own)."""
+    import yaml
+
+    from pipeline_components import cli
+    with open(day1.raw_events_path) as fh:
+        raw_events = yaml.safe_load(fh)
+    raw_events["scenes"] = ["promo_feed", "main_search"]  # a team that reports two of the four
+    with open(day1.feature_spec_path) as fh:
+        features = yaml.safe_load(fh)
+    del features["features"]["device"]
+    paths = {"raw_events": str(tmp_path / "raw_events.yaml"), "features": str(tmp_path / "features.yaml")}
+    for key, body in (("raw_events", raw_events), ("features", features)):
+        with open(paths[key], "w") as fh:
+            yaml.safe_dump(body, fh)
+    config_path = str(tmp_path / "own_schemas.yaml")
+    with open(config_path, "w") as fh:
+        yaml.safe_dump({"schemas": paths}, fh)
+
+    assert cli.main(["--config", config_path, "--home", home, "report"]) == 0
+    scenes = {line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("2026-")}
+    assert scenes == {"overall", "promo_feed", "main_search"}
+
+    assert cli.main(["--config", config_path, "--home", home, "vocab"]) == 0
+    listed = {line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert "scene" in listed and "item_brand" in listed and "device" not in listed
