@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 
 from model_server.predict_request import example_to_instance  # noqa: E402
 from pipeline_components.orchestration.ports import free_ports  # noqa: E402
+from configs import REPO_ROOT  # noqa: E402
 from schemas import load_feature_spec  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def prepare_model(workdir: str, impressions: int) -> tuple:
@@ -63,7 +63,7 @@ def start_server(model_dir: str, port: int) -> subprocess.Popen:
     code = ("import logging, sys; logging.basicConfig(level=logging.WARNING); "
             "from model_server.http import serve; "
             f"srv, stop = serve({model_dir!r}, 'ranking', port={port}); srv.serve_forever()")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:

@@ -143,3 +143,22 @@ def test_the_checks_catch_what_they_forbid():
                                 "trainer.run imports pipeline_components.orchestration.compiled"]
     assert cycles(fake) == [["pipeline_components.orchestration.compiled", "pipeline_components.pipeline",
                              "pipeline_components.orchestration.compiled"]]
+
+
+def _defined_in(name_is, constant: str = None) -> List[str]:
+    out = []
+    for path in _source_files():
+        with open(path) as fh:
+            tree = ast.parse(fh.read(), path)
+        for node in ast.walk(tree):
+            hit = (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and name_is(t.id) for t in node.targets)) \
+                or (constant is not None and isinstance(node, ast.Constant) and node.value == constant)
+            if hit:
+                out.append(os.path.relpath(path, REPO_ROOT))
+                break
+    return out
+
+
+def test_the_repository_root_and_tensorflows_environment_are_each_set_in_one_module():
+    assert _defined_in(lambda n: n in ("REPO_ROOT", "REPO", "ROOT")) == ["configs/__init__.py"]
+    assert _defined_in(lambda n: False, "TF_USE_LEGACY_KERAS") == ["configs/tf_env.py"]

@@ -29,7 +29,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from configs import REPO_ROOT
+
 
 
 def write_sample(examples: types.Artifact, split: str, size: int, path: str) -> int:
