@@ -148,6 +148,8 @@ def test_the_checks_catch_what_they_forbid():
 def _defined_in(name_is, constant: str = None) -> List[str]:
     out = []
     for path in _source_files():
+        if os.path.samefile(path, __file__):
+            continue  # this test names what it looks for
         with open(path) as fh:
             tree = ast.parse(fh.read(), path)
         for node in ast.walk(tree):

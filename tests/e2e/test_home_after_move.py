@@ -29,7 +29,7 @@ from pipeline_components.orchestration import compiled
 from pipeline_components.reporting import report
 from schemas import load_feature_spec
 
-# The last commit with the old layout (pipeline_components/log_join.py, compiled.py, ... side by side).
+# The last commit with the old layout (log_join.py, compiled.py, ... side by side in pipeline_components).
 PRE_MOVE = "a0ebc42049dbcf5a8ef90709f47e47f8eddc7618"
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = DAY1 + dt.timedelta(days=1)
