@@ -31,18 +31,23 @@ from pipeline_components.spans import run_date_in_config  # noqa: E402
 
 
 
+def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> LogJoinExampleGen:
+    join = config.log_join
+    return LogJoinExampleGen(
+        logs_root=config.logs_root, run_date=run_date, raw_schema_path=config.raw_events_path,
+        label_delay_days=int(join["label_delay_days"]),
+        attribution_window_days=float(join["attribution_window_days"]),
+        eval_percent=int(join["eval_percent"]),
+        max_quarantine_fraction=float(join["max_quarantine_fraction"]))
+
+
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
                       until: Optional[str] = None,
                       push: Union[int, data_types.RuntimeParameter] = 1) -> List[Any]:
     """All components in order, or those up to and including the component with id ``until``
     (benchmarks and tests that stop at Transform or the Trainer)."""
     join = config.log_join
-    example_gen = LogJoinExampleGen(
-        logs_root=config.logs_root, run_date=run_date, raw_schema_path=config.raw_events_path,
-        label_delay_days=int(join["label_delay_days"]),
-        attribution_window_days=float(join["attribution_window_days"]),
-        eval_percent=int(join["eval_percent"]),
-        max_quarantine_fraction=float(join["max_quarantine_fraction"]))
+    example_gen = log_join_component(config, run_date)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.tfdv_schema_path)
     example_validator = tfx.components.ExampleValidator(

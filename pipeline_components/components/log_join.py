@@ -249,9 +249,10 @@ class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = LogJoinSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, logs_root: str, run_date, label_delay_days: int = 0,
-                 attribution_window_days: float = 3.0, eval_percent: int = 20,
-                 max_quarantine_fraction: float = 0.01, raw_schema_path: Optional[str] = None):
+    def __init__(self, logs_root: str, run_date, label_delay_days: int, attribution_window_days: float,
+                 eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str):
+        """The settings come from configs/pipeline.yaml (``log_join``, ``schemas.raw_events``):
+        build it with ``pipeline_components.pipeline.log_join_component``."""
         super().__init__(spec=LogJoinSpec(
             logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
             attribution_window_days=attribution_window_days, eval_percent=eval_percent,

@@ -12,14 +12,15 @@ from tfx import v1 as tfx
 
 from loggen import write_days
 from pipeline_components.components.anomalies_gate import AnomaliesGate
-from pipeline_components.components.log_join import LogJoinExampleGen
+from configs import load_config
+from pipeline_components.pipeline import log_join_component
 from schemas import TFDV_SCHEMA_PATH
 
 DAY = dt.date(2026, 11, 20)
 
 
 def _validation_pipeline(home, logs_root):
-    join = LogJoinExampleGen(logs_root=logs_root, run_date=DAY.isoformat())
+    join = log_join_component(load_config(home=home, overrides={"paths": {"logs": logs_root}}), DAY.isoformat())
     stats = tfx.components.StatisticsGen(examples=join.outputs["examples"])
     schema = tfx.components.ImportSchemaGen(schema_file=TFDV_SCHEMA_PATH)
     validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
