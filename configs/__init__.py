@@ -42,11 +42,6 @@ class PipelineConfig:
         return self._path("logs")
 
     @property
-    def evidence_root(self) -> str:
-        """Where a failed log join keeps its quarantined rows: <evidence>/<run_date>/attempt-<N>/."""
-        return self._path("evidence")
-
-    @property
     def truth_root(self) -> str:
         return os.path.join(self.home, "truth")
 

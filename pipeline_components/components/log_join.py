@@ -56,40 +56,6 @@ class AccountingError(RuntimeError):
     pass
 
 
-def keep_evidence(report_uri: str, evidence_root: str, run_date: str) -> str:
-    """Copies a failed join's quarantined rows, counts and report to
-    ``<evidence_root>/<run_date>/attempt-<N>/`` and returns that folder.
-
-    Why: TFX removes a failed execution's output directory, so the rows that made
-    the day fail would be gone by the time someone reads the error. Each attempt
-    gets its own folder (N = 1, 2, ...), so a rerun keeps the earlier evidence."""
-    day_dir = os.path.join(evidence_root, run_date)
-    tf.io.gfile.makedirs(day_dir)
-    attempt = 1 + sum(1 for name in tf.io.gfile.listdir(day_dir) if name.rstrip("/").startswith("attempt-"))
-    while tf.io.gfile.exists(os.path.join(day_dir, f"attempt-{attempt}")):
-        attempt += 1
-    dest = os.path.join(day_dir, f"attempt-{attempt}")
-    for root, _, files in tf.io.gfile.walk(report_uri):
-        target = os.path.join(dest, os.path.relpath(root, report_uri))
-        tf.io.gfile.makedirs(target)
-        for name in files:
-            tf.io.gfile.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)
-    return dest
-
-
-def failed_conditions(n_quarantined: int, n_input: int, limit: float, unreadable: int) -> List[str]:
-    """Which of the two rules failed the day, each in words (empty: the day passes)."""
-    fraction = n_quarantined / max(n_input, 1)
-    out = []
-    if fraction > limit:
-        out.append(f"{n_quarantined} of {n_input} rows quarantined ({fraction:.2%}), over "
-                   f"log_join.max_quarantine_fraction {limit:.2%}")
-    if unreadable:
-        out.append(f"{unreadable} unreadable file{'s' if unreadable != 1 else ''} (any unreadable file fails the day: "
-                   f"its rows cannot be counted)")
-    return out
-
-
 class LogJoinSpec(types.ComponentSpec):
     PARAMETERS = {
         "logs_root": ExecutionParameter(type=str),
@@ -99,7 +65,6 @@ class LogJoinSpec(types.ComponentSpec):
         "eval_percent": ExecutionParameter(type=int),
         "max_quarantine_fraction": ExecutionParameter(type=float),
         "raw_schema_path": ExecutionParameter(type=str, optional=True),
-        "evidence_root": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: Dict[str, ChannelParameter] = {}
     OUTPUTS = {
@@ -267,16 +232,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
         examples.set_string_custom_property("span_date", f"{span_date}")
 
+        fraction = n_quarantined / max(n_input, 1)
         limit = float(exec_properties["max_quarantine_fraction"])
-        failed = failed_conditions(n_quarantined, n_input, limit, unreadable)
-        if failed:
-            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"
-            evidence_root = exec_properties.get("evidence_root")
-            kept = keep_evidence(report.uri, evidence_root, f"{run_date}") if evidence_root else report.uri
+        if fraction > limit or unreadable:
+            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
             raise QuarantineThresholdError(
-                f"log join for {span_date} failed: {' and '.join(failed)}. Quarantine reasons: {detail}. "
-                f"Quarantined rows with their reasons, the counts and the join report are kept in {kept} "
-                f"(quarantine/*.jsonl, counts.json, join_report.json)")
+                f"log join for {span_date}: {n_quarantined} of {n_input} rows quarantined "
+                f"({fraction:.2%} > limit {limit:.2%}) and {unreadable} unreadable files. Reasons: {detail}. "
+                f"Quarantined rows with their reasons: {os.path.join(report.uri, 'quarantine')}")
         logging.info("log join for %s: %s", span_date, json.dumps(summary["examples"], sort_keys=True))
 
 
@@ -287,14 +250,12 @@ class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, logs_root: str, run_date, label_delay_days: int, attribution_window_days: float,
-                 eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str,
-                 evidence_root: str):
+                 eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str):
         """The settings come from configs/pipeline.yaml (``log_join``, ``schemas.raw_events``):
         build it with ``pipeline_components.pipeline.log_join_component``."""
         super().__init__(spec=LogJoinSpec(
             logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
             attribution_window_days=attribution_window_days, eval_percent=eval_percent,
             max_quarantine_fraction=max_quarantine_fraction, raw_schema_path=raw_schema_path,
-            evidence_root=evidence_root,
             examples=types.Channel(type=standard_artifacts.Examples),
             join_report=types.Channel(type=JoinReport)))
