@@ -8,27 +8,23 @@ run days without pushing them).
 from __future__ import annotations
 
 import os
+from typing import Any, List, Optional, Union
 
-from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-
-from typing import Any, List, Optional, Union  # noqa: E402
+from configs import PipelineConfig, trainer_config  # first: sets TF_USE_LEGACY_KERAS (configs/tf_env.py)
 
 from tfx import v1 as tfx  # noqa: E402
 from tfx.orchestration import data_types  # noqa: E402
 
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
-from configs import PipelineConfig, trainer_config  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
-from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
-from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY, OptionalLatestStrategy,  # noqa: E402
-                                        SpanWindowStrategy)  # noqa: E402
+from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY,  # noqa: E402
+                                                       OptionalLatestStrategy, SpanWindowStrategy)
 from pipeline_components.components.serving_check import ServingCheck  # noqa: E402
 from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
-from schemas import load_feature_spec, scenes  # noqa: E402
-
+from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
 from pipeline_components.spans import run_date_in_config  # noqa: E402
-
+from schemas import load_feature_spec, scenes  # noqa: E402
 
 
 def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> LogJoinExampleGen:
@@ -54,7 +50,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
 
-    # The last K validated spans up to this run's (see pipeline_components/components/resolvers.py for why not SpanRangeStrategy).
+    # The last K validated spans up to this run's (components/resolvers.py says why not SpanRangeStrategy).
     window = tfx.dsl.Resolver(
         strategy_class=SpanWindowStrategy,
         config={"run_date": run_date_in_config(run_date),

@@ -16,8 +16,8 @@ from airflow.models.param import Param
 from airflow.operators.python import PythonOperator
 from airflow.sensors.base import BaseSensorOperator
 
-from pipeline_components.orchestration import compiled
 from configs import PipelineConfig
+from pipeline_components.orchestration import compiled
 
 log = logging.getLogger("rankpipe.backfill")
 

@@ -18,8 +18,9 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
-from pipeline_components.orchestration.airflow_local import _airflow_cmd, airflow_env, compile_if_stale, describe, migrate_db
 from configs import PipelineConfig
+from pipeline_components.orchestration.airflow_local import (_airflow_cmd, airflow_env, compile_if_stale, describe,
+                                                           migrate_db)
 from pipeline_components.orchestration.ports import free_ports
 
 ADMIN = "admin"

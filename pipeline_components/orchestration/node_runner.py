@@ -30,8 +30,8 @@ from typing import Dict, Iterable, List, Optional, Tuple  # noqa: E402
 
 from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 
-from pipeline_components.orchestration import compiled  # noqa: E402
 from configs import load_config  # noqa: E402
+from pipeline_components.orchestration import compiled  # noqa: E402
 
 log = logging.getLogger("rankpipe.node_runner")
 
