@@ -42,6 +42,10 @@ class PipelineConfig:
         return self._path("logs")
 
     @property
+    def evidence_root(self) -> str:
+        return self._path("evidence")
+
+    @property
     def truth_root(self) -> str:
         return os.path.join(self.home, "truth")
 

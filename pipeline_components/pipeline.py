@@ -34,7 +34,8 @@ def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.R
         label_delay_days=int(join["label_delay_days"]),
         attribution_window_days=float(join["attribution_window_days"]),
         eval_percent=int(join["eval_percent"]),
-        max_quarantine_fraction=float(join["max_quarantine_fraction"]))
+        max_quarantine_fraction=float(join["max_quarantine_fraction"]),
+        evidence_root=config.evidence_root)
 
 
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],

@@ -65,6 +65,8 @@ class LogJoinSpec(types.ComponentSpec):
         "eval_percent": ExecutionParameter(type=int),
         "max_quarantine_fraction": ExecutionParameter(type=float),
         "raw_schema_path": ExecutionParameter(type=str, optional=True),
+        # Where a failed join's quarantined rows and accounting are copied (paths.evidence).
+        "evidence_root": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: Dict[str, ChannelParameter] = {}
     OUTPUTS = {
@@ -135,6 +137,45 @@ class _Label(beam.DoFn):
 def _write_json(obj: Any, path: str) -> None:
     with tf.io.gfile.GFile(path, "w") as fh:
         fh.write(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def failed_conditions(n_quarantined: int, n_input: int, limit: float, unreadable: int) -> List[str]:
+    """Each quarantine rule the day broke, in words an operator can act on (empty: none)."""
+    fraction = n_quarantined / max(n_input, 1)
+    share = f"{n_quarantined} of {n_input} rows quarantined ({fraction:.2%})"
+    failed = []
+    if fraction > limit:
+        failed.append(f"{share}, over log_join.max_quarantine_fraction = {limit:.2%}")
+    if unreadable:
+        failed.append(f"{unreadable} unreadable file(s) in the partition (any unreadable file fails the day"
+                      + ("" if fraction > limit else f"; {share}, within the {limit:.2%} limit") + ")")
+    return failed
+
+
+def keep_evidence(report_uri: str, evidence_root: str, run_date: dt.date) -> str:
+    """Copies the quarantined rows and the accounting of a failed join out of its output directory.
+
+    Why: TFX deletes a failed execution's output directory, so the rows the
+    error message pointed to vanished with it. The copy goes to
+    ``<evidence_root>/<run_date>/attempt-<N>/`` (N counts this date's failed
+    attempts from 1), through tf.io.gfile so a ``gs://`` home works too.
+    """
+    day_dir = os.path.join(evidence_root, f"{run_date}")
+    tf.io.gfile.makedirs(day_dir)
+    attempt = 1 + sum(1 for d in tf.io.gfile.listdir(day_dir) if d.rstrip("/").startswith("attempt-"))
+    while True:  # another attempt of the same date may have taken the number meanwhile
+        target = os.path.join(day_dir, f"attempt-{attempt}")
+        if not tf.io.gfile.exists(target):
+            break
+        attempt += 1
+    tf.io.gfile.makedirs(os.path.join(target, "quarantine"))
+    for name in ("counts.json", "join_report.json"):
+        src = os.path.join(report_uri, name)
+        if tf.io.gfile.exists(src):
+            tf.io.gfile.copy(src, os.path.join(target, name), overwrite=True)
+    for src in tf.io.gfile.glob(os.path.join(report_uri, "quarantine", "*.jsonl")):
+        tf.io.gfile.copy(src, os.path.join(target, "quarantine", os.path.basename(src)), overwrite=True)
+    return target
 
 
 def check_accounting(counts: Dict[str, int]) -> Dict[str, Dict[str, int]]:
@@ -232,14 +273,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
         examples.set_string_custom_property("span_date", f"{span_date}")
 
-        fraction = n_quarantined / max(n_input, 1)
         limit = float(exec_properties["max_quarantine_fraction"])
-        if fraction > limit or unreadable:
+        failed = failed_conditions(n_quarantined, n_input, limit, unreadable)
+        if failed:
             detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            evidence_root = exec_properties.get("evidence_root")
+            where = os.path.join(report.uri, "quarantine")
+            if evidence_root:
+                kept = keep_evidence(report.uri, evidence_root, run_date)
+                where = (f"{os.path.join(kept, 'quarantine')} (accounting: {os.path.join(kept, 'join_report.json')}; "
+                         "kept there because a failed execution's output directory is deleted)")
             raise QuarantineThresholdError(
-                f"log join for {span_date}: {n_quarantined} of {n_input} rows quarantined "
-                f"({fraction:.2%} > limit {limit:.2%}) and {unreadable} unreadable files. Reasons: {detail}. "
-                f"Quarantined rows with their reasons: {os.path.join(report.uri, 'quarantine')}")
+                f"log join for {span_date} failed: {' and '.join(failed)}. Reasons: {detail or 'none'}. "
+                f"Quarantined rows with their reasons: {where}")
         logging.info("log join for %s: %s", span_date, json.dumps(summary["examples"], sort_keys=True))
 
 
@@ -250,12 +296,13 @@ class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, logs_root: str, run_date, label_delay_days: int, attribution_window_days: float,
-                 eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str):
+                 eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str,
+                 evidence_root: Optional[str] = None):
         """The settings come from configs/pipeline.yaml (``log_join``, ``schemas.raw_events``):
         build it with ``pipeline_components.pipeline.log_join_component``."""
         super().__init__(spec=LogJoinSpec(
             logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
             attribution_window_days=attribution_window_days, eval_percent=eval_percent,
             max_quarantine_fraction=max_quarantine_fraction, raw_schema_path=raw_schema_path,
-            examples=types.Channel(type=standard_artifacts.Examples),
+            evidence_root=evidence_root, examples=types.Channel(type=standard_artifacts.Examples),
             join_report=types.Channel(type=JoinReport)))

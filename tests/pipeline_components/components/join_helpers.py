@@ -11,7 +11,7 @@ from pipeline_components.components import log_join
 WINDOW_DAYS = 3.0
 
 
-def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0):
+def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0, evidence_root=None):
     examples = standard_artifacts.Examples()
     examples.uri = str(out / "examples")
     report = log_join.JoinReport()
@@ -19,7 +19,7 @@ def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0):
     os.makedirs(report.uri, exist_ok=True)
     exec_properties = {"logs_root": logs_root, "run_date": run_date, "label_delay_days": delay,
                        "attribution_window_days": WINDOW_DAYS, "eval_percent": 20,
-                       "max_quarantine_fraction": max_quarantine}
+                       "max_quarantine_fraction": max_quarantine, "evidence_root": evidence_root}
     log_join.Executor().Do({}, {"examples": [examples], "join_report": [report]}, exec_properties)
     return examples, report
 

@@ -98,9 +98,12 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_run_fails_over_threshold(
     shutil.copytree(small_logs["logs"], logs)
     day = small_logs["start"]
     _corrupt(logs, day, 10)
+    evidence = tmp_path / "home" / "quarantine"
     with pytest.raises(log_join.QuarantineThresholdError) as err:
-        _run(logs, tmp_path / "out", day.isoformat(), max_quarantine=0.5)
-    assert "unreadable files" in str(err.value) and "unknown scene" in str(err.value)
+        _run(logs, tmp_path / "out", day.isoformat(), max_quarantine=0.5, evidence_root=str(evidence))
+    msg = str(err.value)
+    assert "1 unreadable file(s)" in msg and "unknown scene" in msg
+    assert "within the 50.00% limit" in msg and "over log_join.max_quarantine_fraction" not in msg
     with open(tmp_path / "out" / "report" / "join_report.json") as fh:
         report = json.load(fh)
     acc = report["accounting"]["impressions"]
@@ -109,7 +112,35 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_run_fails_over_threshold(
     reasons = report["quarantine_reasons"]
     assert reasons["impressions: item_price below 0.0"] == 5
     assert any(r.startswith("impressions: unknown scene") and n == 5 for r, n in reasons.items())
-    lines = [json.loads(x) for f in glob.glob(str(tmp_path / "out" / "report" / "quarantine" / "*.jsonl"))
-             for x in open(f)]
+
+    # TFX deletes a failed execution's output: the evidence must survive that, where the message says.
+    shutil.rmtree(tmp_path / "out")
+    kept = evidence / day.isoformat() / "attempt-1"
+    assert str(kept / "quarantine") in msg
+    lines = [json.loads(x) for f in glob.glob(str(kept / "quarantine" / "*.jsonl")) for x in open(f)]
     assert sum(1 for q in lines if q["row"] is not None) == 10
+    assert sum(1 for q in lines if q["row"] is None) == 1     # the unreadable file, named
     assert all(q["reason"] and q["file"] for q in lines)
+    with open(kept / "join_report.json") as fh:
+        assert json.load(fh)["accounting"] == report["accounting"]
+
+    # A second failed attempt of the same date keeps its own copy beside the first.
+    with pytest.raises(log_join.QuarantineThresholdError) as err2:
+        _run(logs, tmp_path / "out2", day.isoformat(), max_quarantine=0.0001, evidence_root=str(evidence))
+    assert str(evidence / day.isoformat() / "attempt-2" / "quarantine") in str(err2.value)
+    assert "over log_join.max_quarantine_fraction = 0.01%" in str(err2.value)
+    assert "1 unreadable file(s)" in str(err2.value)
+    assert sorted(os.listdir(evidence / day.isoformat())) == ["attempt-1", "attempt-2"]
+
+
+@pytest.mark.parametrize("quarantined, unreadable, expected", [
+    (0, 0, []),
+    (5, 0, ["over log_join.max_quarantine_fraction"]),
+    (0, 2, ["2 unreadable file(s)"]),
+    (5, 1, ["over log_join.max_quarantine_fraction", "1 unreadable file(s)"]),
+    (1, 1, ["1 unreadable file(s)"]),
+])
+def test_the_error_names_each_failed_condition(quarantined, unreadable, expected):
+    failed = log_join.failed_conditions(quarantined, 100, 0.02, unreadable)
+    assert len(failed) == len(expected)
+    assert all(e in f for e, f in zip(expected, failed))
