@@ -18,8 +18,11 @@ from tfx.orchestration import data_types  # noqa: E402
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
+from pipeline_components.components.resolvers import BLESSING_KEY as BASELINE_BLESSING_KEY  # noqa: E402
+from pipeline_components.components.resolvers import MODEL_KEY as BASELINE_MODEL_KEY  # noqa: E402
 from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY,  # noqa: E402
-                                                       OptionalLatestStrategy, SpanWindowStrategy)
+                                                       OptionalLatestStrategy, SpanBaselineStrategy,
+                                                       SpanWindowStrategy)
 from pipeline_components.components.serving_check import ServingCheck  # noqa: E402
 from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
 from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
@@ -92,13 +95,16 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=trainer_config(config))
 
-    # The baseline is the newest model the DeploymentGate blessed (not the Evaluator's own
-    # blessing, which ignores scene sizes and the serving check).
+    # The baseline is the model this span replaces: the DeploymentGate's blessing (not the
+    # Evaluator's own, which ignores scene sizes and the serving check) with the greatest span
+    # before this run's (components/resolvers.py says why not LatestBlessedModelStrategy).
+    # The id is kept from the TFX strategy it replaced, so existing homes' metadata still match.
     baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                       producer_component_id="DeploymentGate", output_key=BLESSING_KEY),
+        strategy_class=SpanBaselineStrategy,
+        config={"run_date": run_date_in_config(run_date), "label_delay_days": int(join["label_delay_days"])},
+        **{BASELINE_MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+           BASELINE_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                                  producer_component_id="DeploymentGate", output_key=BLESSING_KEY)},
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -115,6 +121,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     deployment_gate = DeploymentGate(
         evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
         infra_blessing=serving_check.outputs["blessing"], baseline_model=baseline.outputs["model"],
+        baseline_blessing=baseline.outputs[BASELINE_BLESSING_KEY],
         heads=list(config.heads), scenes=scenes(config.raw_events_path),
         thresholds={k: per_head(config.evaluator[k], config.heads, k) for k in ("auc_floor", "max_auc_drop")},
         scene_feature=load_feature_spec(config.feature_spec_path).scene_feature,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Optional
+from typing import List, Optional
 
 import tensorflow as tf
 from tfx import types
@@ -48,6 +48,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         infra = artifact_utils.get_single_instance(input_dict["infra_blessing"])
         baseline_models = input_dict.get("baseline_model") or []
+        baseline_blessings = input_dict.get("baseline_blessing") or []
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         report = artifact_utils.get_single_instance(output_dict["report"])
 
@@ -69,7 +70,7 @@ class Executor(base_executor.BaseExecutor):
 
         span_date = infra.get_string_custom_property("span_date") or "?"
         context = [f"span {span_date}; candidate model {model.uri}",
-                   f"baseline: {baseline_models[0].uri}" if baseline_models else "baseline: none (first run)",
+                   baseline_line(baseline_models, baseline_blessings),
                    f"min_scene_examples {min_n:,.0f}; auc_floor {thresholds['auc_floor']}; "
                    f"max_auc_drop {thresholds['max_auc_drop']}"]
         table = gate_report.rows(candidate, baseline, heads, scenes, min_n)
@@ -77,12 +78,14 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.md"), "w") as fh:
             fh.write(text)
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.json"), "w") as fh:
-            fh.write(json.dumps({"span_date": span_date, "blessed": decision.blessed, "blocking": decision.blocking,
+            fh.write(json.dumps({"span_date": span_date, "baseline": baseline_line(baseline_models, baseline_blessings),
+                                 "blessed": decision.blessed, "blocking": decision.blocking,
                                  "reported": decision.reported, "has_baseline": decision.has_baseline,
                                  "header": gate_report.HEADER, "rows": table}, indent=2))
         gate_report.chart(candidate, baseline, heads, scenes, os.path.join(report.uri, "report.png"))
 
-        _bless(blessing, decision.blessed, model, baseline_models[0] if baseline_models else None)
+        _bless(blessing, decision.blessed, model, baseline_models[0] if baseline_models else None, span_date,
+               baseline_blessings[0].get_string_custom_property("span_date") if baseline_blessings else "")
         report.set_int_custom_property("blessed", int(decision.blessed))
         report.set_string_custom_property("span_date", span_date)
         where = os.path.join(report.uri, "report.md")
@@ -94,15 +97,26 @@ class Executor(base_executor.BaseExecutor):
                             " | ".join(decision.blocking), where)
 
 
-def _bless(blessing: types.Artifact, ok: bool, model: types.Artifact, baseline: Optional[types.Artifact]) -> None:
+def baseline_line(models: List[types.Artifact], blessings: List[types.Artifact]) -> str:
+    """The report's baseline line: which span's model the candidate was compared with."""
+    if not models:
+        return "baseline: none (no blessed model of an earlier span)"
+    day = blessings[0].get_string_custom_property("span_date") if blessings else ""
+    return f"baseline: the model of span {day or 'unknown (blessed before spans were recorded)'}, {models[0].uri}"
+
+
+def _bless(blessing: types.Artifact, ok: bool, model: types.Artifact, baseline: Optional[types.Artifact],
+           span_date: str, baseline_span: str) -> None:
     with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if ok else "NOT_BLESSED"), "w"):
         pass
     blessing.set_int_custom_property("blessed", int(ok))
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)
+    blessing.set_string_custom_property("span_date", span_date)  # the baseline resolver's key
     if baseline is not None:
         blessing.set_string_custom_property("baseline_model", baseline.uri)
         blessing.set_int_custom_property("baseline_model_id", baseline.id)
+        blessing.set_string_custom_property("baseline_span_date", baseline_span)
 
 
 class DeploymentGateSpec(types.ComponentSpec):
@@ -112,6 +126,7 @@ class DeploymentGateSpec(types.ComponentSpec):
     INPUTS = {"evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
               "model": ChannelParameter(type=standard_artifacts.Model),
               "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+              "baseline_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
               "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
     OUTPUTS = {BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
                "report": ChannelParameter(type=DeploymentReport)}
@@ -123,10 +138,11 @@ class DeploymentGate(base_component.BaseComponent):
 
     def __init__(self, evaluation: types.BaseChannel, model: types.BaseChannel,
                  infra_blessing: types.BaseChannel, baseline_model: Optional[types.BaseChannel],
+                 baseline_blessing: Optional[types.BaseChannel],
                  heads: list, scenes: list, thresholds: dict, scene_feature: str, min_scene_examples: float):
         super().__init__(spec=DeploymentGateSpec(
             evaluation=evaluation, model=model, infra_blessing=infra_blessing, baseline_model=baseline_model,
-            heads=json.dumps(list(heads)), scenes=json.dumps(list(scenes)), thresholds=json.dumps(thresholds),
+            baseline_blessing=baseline_blessing, heads=json.dumps(list(heads)), scenes=json.dumps(list(scenes)), thresholds=json.dumps(thresholds),
             scene_feature=scene_feature, min_scene_examples=float(min_scene_examples),
             **{BLESSING_KEY: types.Channel(type=standard_artifacts.ModelBlessing)},
             report=types.Channel(type=DeploymentReport)))

@@ -1,4 +1,4 @@
-"""Resolver strategies: the training window, and the newest analyzer cache if there is one.
+"""Resolver strategies: the training window, the baseline model, and the newest analyzer cache.
 
 The training window is the validated Examples of the last K spans, ending at this run's span.
 
@@ -83,6 +83,57 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
         if validated is not None:
             out[VALIDATED_KEY] = validated
         return out
+
+
+MODEL_KEY = "model"
+BLESSING_KEY = "model_blessing"
+
+
+def select_baseline(models: List[types.Artifact], blessings: List[types.Artifact], span_date: dt.date
+                    ) -> Dict[str, List[types.Artifact]]:
+    """The model a run for ``span_date`` replaces: the blessed model with the greatest span
+    before ``span_date`` (the newest blessing of that span if it was run several times).
+
+    Why not TFX's ``LatestBlessedModelStrategy``: it takes the newest blessing by
+    artifact id, so after a blessed backfill of an old day the next daily run was
+    compared with that old day's model, and a backfill was compared with a model
+    trained on later days than its own. Blessings written before the DeploymentGate
+    recorded ``span_date`` have no span: they are used, newest first, only when no
+    dated blessing qualifies (a home upgraded mid-way still has a baseline).
+    """
+    by_id = {m.id: m for m in models}
+    dated, undated = [], []
+    for b in blessings:
+        if b.get_int_custom_property("blessed") != 1 or b.get_int_custom_property("current_model_id") not in by_id:
+            continue
+        day = b.get_string_custom_property("span_date") if b.has_custom_property("span_date") else ""
+        if not day:
+            undated.append(b)
+        elif dt.date.fromisoformat(day) < span_date:
+            dated.append((dt.date.fromisoformat(day), b.id, b))
+    if dated:
+        chosen = max(dated, key=lambda t: (t[0], t[1]))[2]
+    elif undated:
+        chosen = max(undated, key=lambda b: b.id)
+    else:
+        logging.info("baseline for span %s: no blessed model of an earlier span; evaluating without one", span_date)
+        return {MODEL_KEY: [], BLESSING_KEY: []}
+    model = by_id[chosen.get_int_custom_property("current_model_id")]
+    logging.info("baseline for span %s: model %d of span %s (%s)", span_date, model.id,
+                 chosen.get_string_custom_property("span_date") or "unknown", model.uri)
+    return {MODEL_KEY: [model], BLESSING_KEY: [chosen]}
+
+
+class SpanBaselineStrategy(resolver.ResolverStrategy):
+    """Resolves ``model`` / ``model_blessing`` to the model this run's span replaces (``select_baseline``)."""
+
+    def __init__(self, run_date: str, label_delay_days: int = 0):
+        self._span_date = parse_run_date(run_date) - dt.timedelta(days=int(label_delay_days))
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        return select_baseline(input_dict.get(MODEL_KEY) or [], input_dict.get(BLESSING_KEY) or [],
+                               self._span_date)
 
 
 class OptionalLatestStrategy(resolver.ResolverStrategy):

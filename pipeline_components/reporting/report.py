@@ -30,6 +30,7 @@ class RunSummary:
     pushed: Optional[bool] = None
     pushed_destination: Optional[str] = None
     report_uri: Optional[str] = None  # the DeploymentGate's report.md / report.png
+    baseline_span: Optional[str] = None  # span date of the model it was compared with; "" = none
     trained_on: List[str] = dataclasses.field(default_factory=list)  # span dates of the training window
     # (slice, head) -> metric name -> value; slice is "overall" or a scene name
     metrics: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(default_factory=dict)
@@ -91,6 +92,10 @@ def _read_gate(store, type_names: Dict[int, str], gate_id: int, summary: RunSumm
         elif kind == "ModelBlessing":
             summary.blessed = bool(out.custom_properties["blessed"].int_value) \
                 if "blessed" in out.custom_properties else None
+            if "baseline_span_date" in out.custom_properties:
+                summary.baseline_span = out.custom_properties["baseline_span_date"].string_value
+            elif "current_model_id" in out.custom_properties:
+                summary.baseline_span = "" if "baseline_model_id" not in out.custom_properties else None
             pusher = _latest_execution(store, _consumers(store, out.id), type_names, "Pusher")
             for pushed in (_outputs(store, pusher.id) if pusher else []):
                 props = pushed.custom_properties
@@ -152,6 +157,9 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
         if run.trained_on:
             notes.append(f"{run.span_date}: trained on {len(run.trained_on)} span(s) "
                          f"{run.trained_on[0]}..{run.trained_on[-1]}")
+        if run.baseline_span is not None:
+            notes.append(f"{run.span_date}: compared with the model of span {run.baseline_span}" if run.baseline_span
+                         else f"{run.span_date}: no baseline (no blessed model of an earlier span)")
         if run.pushed_destination:
             notes.append(f"{run.span_date}: pushed to {run.pushed_destination}")
         if run.report_uri:

@@ -321,6 +321,13 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
     assert runs[DAY1.isoformat()].trained_on == [DAY1.isoformat()]
     assert runs[DAY2.isoformat()].trained_on == [DAY1.isoformat(), DAY2.isoformat()]
     assert all(r.blessed and r.pushed for r in runs.values())
+    # Each run was compared with the model it replaces: the blessed model of the greatest earlier
+    # span. The rerun of DAY4 ran after DAY4's first attempt and beside the backfill, both blessed
+    # later than DAY3: the newest blessing (TFX's LatestBlessedModelStrategy) would be one of them.
+    baselines = {d: runs[d.isoformat()].baseline_span for d in (DAY1, DAY2, DAY3, DAY4)}
+    assert baselines == {DAY1: "", DAY2: DAY1.isoformat(), DAY3: "", DAY4: DAY3.isoformat()}
+    with open(os.path.join(runs[DAY4.isoformat()].report_uri, "report.md")) as fh:
+        assert f"baseline: the model of span {DAY3.isoformat()}, " in fh.read()
     # Pushed: the two newest days are served (the rerun replaced DAY4's version, no second copy),
     # the backfilled (older) days are kept aside.
     version = {d: d.strftime("%Y%m%d") for d in (DAY1, DAY2, DAY3, DAY4)}

@@ -140,7 +140,9 @@ def test_a_model_below_the_floor_is_not_blessed_and_not_pushed(day1, home):
     assert sorted(os.listdir(day1.serving_dir)) == before
     with open(os.path.join(runs[DAY2.isoformat()].report_uri, "report.json")) as fh:
         verdict = json.load(fh)
-    assert verdict["has_baseline"] is True  # day 1's blessed model
+    assert verdict["has_baseline"] is True
+    assert verdict["baseline"].startswith(f"baseline: the model of span {DAY1.isoformat()}, ")
+    assert runs[DAY2.isoformat()].baseline_span == DAY1.isoformat() and runs[DAY1.isoformat()].baseline_span == ""
     assert any("ctr AUC overall" in r and "below the floor 0.999" in r for r in verdict["blocking"])
 
 

@@ -6,8 +6,9 @@ from tfx.types import standard_artifacts
 
 from pipeline_components.components.anomalies_gate import ValidationResult
 from pipeline_components.spans import date_to_span
-from pipeline_components.components.resolvers import (OptionalLatestStrategy, SpanWindowError, SpanWindowStrategy,
-                                           select_window, window_spans)
+from pipeline_components.components.resolvers import (OptionalLatestStrategy, SpanBaselineStrategy, SpanWindowError,
+                                                       SpanWindowStrategy,
+                                                       select_window, window_spans)
 
 D = dt.date(2026, 11, 20)
 
@@ -80,3 +81,52 @@ def test_optional_latest_is_empty_on_the_first_run_and_newest_after():
     assert s.resolve_artifacts(None, {"cache": []}) == {"cache": []}
     arts = [_examples(5, D), _examples(9, D), _examples(7, D)]
     assert [a.id for a in s.resolve_artifacts(None, {"cache": arts})["cache"]] == [9]
+
+
+def _model(model_id):
+    m = standard_artifacts.Model()
+    m.id = model_id
+    m.uri = f"/models/{model_id}"
+    return m
+
+
+def _blessing(blessing_id, model_id, day, blessed=1):
+    b = standard_artifacts.ModelBlessing()
+    b.id = blessing_id
+    b.set_int_custom_property("blessed", blessed)
+    b.set_int_custom_property("current_model_id", model_id)
+    if day is not None:
+        b.set_string_custom_property("span_date", f"{day}")
+    return b
+
+
+def _baseline(models, blessings, run_day, delay=0):
+    s = SpanBaselineStrategy(run_date=f"{run_day}", label_delay_days=delay)
+    got = s.resolve_artifacts(None, {"model": models, "model_blessing": blessings})
+    return [m.id for m in got["model"]], [b.id for b in got["model_blessing"]]
+
+
+def test_baseline_is_the_model_of_the_greatest_earlier_span_not_the_newest_blessing():
+    d1, d2, d3 = _days(3)
+    # Blessed in this order: day 1, day 3 (daily), then a backfill of day 2 (newest id).
+    models = [_model(1), _model(3), _model(2)]
+    blessings = [_blessing(11, 1, d1), _blessing(13, 3, d3), _blessing(14, 2, d2)]
+    assert _baseline(models, blessings, d3 + dt.timedelta(days=1)) == ([3], [13])  # next daily: day 3's model
+    assert _baseline(models, blessings, d2) == ([1], [11])                          # the backfill of day 2
+    assert _baseline(models, blessings, d3) == ([2], [14])                          # a rerun of day 3
+    assert _baseline(models, blessings, d1) == ([], [])                             # nothing before day 1
+
+
+def test_baseline_skips_refused_models_and_takes_the_newest_blessing_of_a_rerun_span():
+    d1, d2 = _days(2)
+    models = [_model(1), _model(2), _model(3)]
+    blessings = [_blessing(11, 1, d1), _blessing(12, 2, d1), _blessing(13, 3, d1, blessed=0)]
+    assert _baseline(models, blessings, d2) == ([2], [12])
+
+
+def test_baseline_uses_label_delay_for_the_runs_span_and_legacy_blessings_only_as_fallback():
+    d1, d2, d3 = _days(3)
+    models = [_model(1), _model(2)]
+    legacy = _blessing(12, 2, None)           # blessed before span_date was recorded
+    assert _baseline(models, [_blessing(11, 1, d1), legacy], d3, delay=1) == ([1], [11])  # span d2
+    assert _baseline(models, [_blessing(11, 1, d1), legacy], d2, delay=1) == ([2], [12])  # span d1: none dated
