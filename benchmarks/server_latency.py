@@ -2,6 +2,13 @@
 
     python -m benchmarks.server_latency --model-dir work/serving/ranking
     python -m benchmarks.server_latency            # trains a model on a generated day first
+    python -m benchmarks.server_latency --compare bb76e3b --stalled 500
+
+``--compare REV`` also starts the model server of git revision REV (its
+``model_server/`` package, the rest of this tree) and measures both in the same
+run, alternating old and new on every row (``--rounds`` times; medians), so a
+noisy machine hits both alike. ``--stalled N`` adds rows measured while N
+connections sit on half a request head, as a slow or hostile client leaves them.
 
 The server (``rankpipe serve``'s code) runs in its own process; the client
 sends TF Serving REST predict requests from ``--concurrency`` keep-alive
@@ -59,11 +66,24 @@ def raw_instance(record: bytes, _spec=load_feature_spec()) -> dict:
     return example_to_instance(record, drop=_spec.labels + _spec.passthrough)
 
 
-def start_server(model_dir: str, port: int) -> subprocess.Popen:
+def export_model_server(rev: str, workdir: str) -> str:
+    """``model_server/`` as of git revision ``rev``, in a folder to put first on PYTHONPATH."""
+    out = os.path.join(workdir, f"model_server_{rev}")
+    if not os.path.isdir(out):
+        os.makedirs(out)
+        archive = subprocess.run(["git", "archive", rev, "model_server"], cwd=REPO_ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    return out
+
+
+def start_server(model_dir: str, port: int, code_dir: str = REPO_ROOT) -> subprocess.Popen:
     code = ("import logging, sys; logging.basicConfig(level=logging.WARNING); "
             "from model_server.http import serve; "
             f"srv, stop = serve({model_dir!r}, 'ranking', port={port}); srv.serve_forever()")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys([code_dir, REPO_ROOT])))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=code_dir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -112,6 +132,17 @@ def run(port: int, bodies: List[bytes], requests: int, warmup: int, concurrency:
             "p99": float(np.percentile(lat, 99)), "rps": len(lat) / wall}
 
 
+def stall(port: int, n: int) -> list:
+    """n connections that sent half a request head and then nothing."""
+    import socket
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"POST /v1/models/ranking:predict HTTP/1.1\r\nHost: bench\r\nContent-Le")
+        socks.append(s)
+    return socks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", help="a served model directory (<serving>/<model>); default: train one")
@@ -121,6 +152,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--compare", metavar="REV", help="also measure the model server of this git revision")
+    ap.add_argument("--rounds", type=int, default=2, help="alternations per row with --compare (medians)")
+    ap.add_argument("--stalled", type=int, default=0, help="add rows with this many stalled connections open")
     args = ap.parse_args()
     if args.model_dir:
         model_dir = args.model_dir
@@ -130,10 +164,15 @@ def main() -> None:
     else:
         model_dir, files = prepare_model(args.workdir, args.impressions)
     records = eval_records(files, 1000)
-    [port] = free_ports()
-    proc = start_server(model_dir, port)
+    servers = {"this tree": REPO_ROOT}
+    if args.compare:
+        servers = {args.compare: export_model_server(args.compare, args.workdir), "this tree": REPO_ROOT}
+    ports = dict(zip(servers, free_ports(len(servers))))
+    procs = {name: start_server(model_dir, ports[name], code) for name, code in servers.items()}
+    rounds = args.rounds if args.compare else 1
     rows = []
     try:
+        plan = []
         for batch in (1, 100):
             groups = [records[i:i + batch] for i in range(0, len(records) - batch + 1, batch)][:50]
             formats = {"raw features": [json.dumps({"instances": [raw_instance(r) for r in g]}).encode()
@@ -142,21 +181,46 @@ def main() -> None:
                                                                     for r in g]}).encode() for g in groups]}
             for fmt, bodies in formats.items():
                 for c in args.concurrency:
-                    n = args.requests if batch == 1 else max(args.requests // 5, 100)
-                    r = run(port, bodies, n, args.warmup, c)
-                    rows.append((batch, fmt, c, r))
-                    print(f"[server] batch {batch} {fmt} x{c}: p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms "
-                          f"{r['rps']:.0f} req/s", flush=True)
+                    plan.append((batch, fmt, c, 0, bodies))
+                    if args.stalled and batch == 1:
+                        plan.append((batch, fmt, c, args.stalled, bodies))
+        for batch, fmt, c, stalled, bodies in plan:
+            n = args.requests if batch == 1 else max(args.requests // 5, 100)
+            results = {name: [] for name in servers}
+            for _ in range(rounds):
+                for name in servers:  # alternate old and new on every round
+                    socks = stall(ports[name], stalled) if stalled else []
+                    try:
+                        results[name].append(run(ports[name], bodies, n, args.warmup, c))
+                    finally:
+                        for s in socks:
+                            s.close()
+            for name, rs in results.items():
+                r = {k: float(np.median([x[k] for x in rs])) for k in ("p50", "p99", "rps")}
+                r.update(n=sum(x["n"] for x in rs), errors=sum(x["errors"] for x in rs))
+                rows.append((name, batch, fmt, c, stalled, r))
+                print(f"[server] {name}: batch {batch} {fmt} x{c} stalled {stalled}: p50 {r['p50']:.2f} ms "
+                      f"p99 {r['p99']:.2f} ms {r['rps']:.0f} req/s", flush=True)
     finally:
-        proc.kill()
+        for proc in procs.values():
+            proc.kill()
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; server and client on the same machine; "
-          f"model {model_dir}\n")
-    print("| candidates per request | format | concurrent clients | requests | errors | p50 ms | p99 ms | "
-          "requests/s | candidates/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for batch, fmt, c, r in rows:
-        print(f"| {batch} | {fmt} | {c} | {r['n']} | {r['errors']} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['rps']:.0f} | {r['rps'] * batch:,.0f} |")
+          f"model {model_dir}; {rounds} alternating round(s) per row, medians\n")
+    print("| server | candidates per request | format | concurrent clients | stalled connections | requests | "
+          "errors | p50 ms | p99 ms | requests/s | candidates/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, batch, fmt, c, stalled, r in rows:
+        print(f"| {name} | {batch} | {fmt} | {c} | {stalled} | {r['n']} | {r['errors']} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {r['rps']:.0f} | {r['rps'] * batch:,.0f} |")
+    if args.compare:
+        print("\n| candidates per request | format | concurrent clients | stalled | p50 new/old | p99 new/old | "
+              "requests/s new/old |")
+        print("|---|---|---|---|---|---|---|")
+        by = {(name, b, f, c, st): r for name, b, f, c, st, r in rows}
+        for batch, fmt, c, stalled, _ in plan:
+            new, old = by[("this tree", batch, fmt, c, stalled)], by[(args.compare, batch, fmt, c, stalled)]
+            print(f"| {batch} | {fmt} | {c} | {stalled} | {new['p50'] / old['p50']:.2f} | "
+                  f"{new['p99'] / old['p99']:.2f} | {new['rps'] / old['rps']:.2f} |")
 
 
 if __name__ == "__main__":

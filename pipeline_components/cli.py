@@ -129,18 +129,15 @@ def cmd_serve(args) -> int:
     import logging
     from model_server.http import serve
     config = load_config(args.config, args.home)
-    opts = config.model_server
+    opts = dict(config.model_server)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server, stop = serve(config.serving_dir, config.model_name, host=args.host or opts["host"],
-                         port=args.port if args.port is not None else int(opts["port"]),
-                         poll_seconds=float(opts["poll_seconds"]), max_body_bytes=int(opts["max_body_bytes"]),
-                         max_instances=int(opts["max_instances"]))
-    print(f"[serve] {config.model_name} from {config.serving_dir} at {server.url}/v1/models/{config.model_name}",
-          flush=True)
+    host, port, poll = opts.pop("host"), opts.pop("port"), opts.pop("poll_seconds")
+    server, stop = serve(config.serving_dir, config.model_name, host=args.host or host,
+                         port=args.port if args.port is not None else int(port), poll_seconds=float(poll), **opts)
+    print(f"[serve] {config.model_name} from {config.serving_dir} at {server.url}/v1/models/{config.model_name} "
+          f"(metrics: {server.url}/monitoring/prometheus/metrics; SIGTERM stops gracefully)", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever(handle_signals=True)
     finally:
         stop.set()
         server.server_close()
