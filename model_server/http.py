@@ -238,8 +238,9 @@ class ModelServer:
                         return
                     left -= len(chunk)
 
-            await asyncio.wait_for(drop(), self.limits.body_timeout)
-        except (ConnectionError, asyncio.TimeoutError, OSError):
+            with protocol.deadline(reader, self.limits.body_timeout):
+                await drop()
+        except Exception:  # noqa: BLE001 - expired, reset: the connection is being closed anyway
             pass
 
     async def _write(self, writer, status: int, doc: Any, keep: bool, headers: Optional[Dict[str, str]] = None,
@@ -250,8 +251,9 @@ class ModelServer:
         else:
             payload = protocol.response(status, json.dumps(doc).encode(), keep, headers)
         writer.write(payload)
-        # A client that stops reading must not hold the connection: the body timeout bounds the write too.
-        await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
+        if writer.transport.get_write_buffer_size():
+            # A client that stops reading must not hold the connection: the body timeout bounds the write.
+            await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
 
     # -- requests (on the worker pool) -----------------------------------------------------
     def _handle(self, request: protocol.Request, body: bytes) -> Tuple[int, Any, Dict[str, str]]:

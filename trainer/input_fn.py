@@ -38,8 +38,9 @@ def make_dataset(file_patterns: Sequence[str], raw_inputs: Dict[str, tf.io.Fixed
     float, never transformed. ``keep`` adds raw columns from ``raw_extra`` (e.g.
     ``impression_id``) to the features, for matching rows in tests.
 
-    Beam writes joined examples in group order, not at random (clicked impressions
-    cluster), so the shuffle buffer must cover a large share of a day."""
+    The log join writes each span in a hash order of the impression id, independent of the
+    labels (``join_logic.write_order_key``); spans joined before issue 24 are in Beam's group
+    order (clicked impressions first), which a buffer smaller than the window cannot undo."""
     spec = dict(raw_inputs)
     spec.update({k: raw_extra[k] for k in set(head_labels.values()) | set(keep)})
     ds = tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP",

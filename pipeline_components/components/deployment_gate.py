@@ -66,14 +66,14 @@ class Executor(base_executor.BaseExecutor):
         serving_reasons = [] if infra.get_int_custom_property("blessed") == 1 else [
             infra.get_string_custom_property("reason") or "the serving check did not bless the model"]
         decision = gate_report.decide(failures, validation_ok, candidate, baseline, bool(baseline_models),
-                                      min_n, thresholds, serving_reasons)
+                                      min_n, thresholds, serving_reasons, heads, scenes)
 
         span_date = infra.get_string_custom_property("span_date") or "?"
         context = [f"span {span_date}; candidate model {model.uri}",
                    baseline_line(baseline_models, baseline_blessings),
                    f"min_scene_examples {min_n:,.0f}; auc_floor {thresholds['auc_floor']}; "
-                   f"max_auc_drop {thresholds['max_auc_drop']}"]
-        table = gate_report.rows(candidate, baseline, heads, scenes, min_n)
+                   f"max_auc_drop {thresholds['max_auc_drop']}; calibration_band {thresholds.get('calibration_band')}"]
+        table = gate_report.rows(candidate, baseline, heads, scenes, min_n, thresholds)
         text = gate_report.markdown(f"Deployment gate, {span_date}", decision, table, context)
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.md"), "w") as fh:
             fh.write(text)

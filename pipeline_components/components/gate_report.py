@@ -7,7 +7,7 @@ and the serving check into blocking reasons and reported-only notes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 OVERALL = "overall"
 # (slice, head) -> metric name -> value; slice is "overall" or a scene name
@@ -55,10 +55,70 @@ def describe(f: Failure, candidate: Metrics, baseline: Metrics, thresholds: Dict
     return f"{f.head} {f.metric} {where}: {f.message}"
 
 
+def calibration_band(evaluator: Dict[str, Any]) -> Dict[str, list]:
+    """``evaluator.calibration_band`` checked: {"overall": [lo, hi], "scene": [lo, hi]} with
+    0 < lo <= 1 <= hi, the scene band at least as wide as the overall one."""
+    band = evaluator.get("calibration_band")
+    if band is None:
+        return {}
+    out = {}
+    for key in ("overall", "scene"):
+        value = band.get(key) if isinstance(band, dict) else None
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < float(value[0]) <= 1 <= float(value[1])):
+            raise ValueError(f"evaluator.calibration_band.{key} must be [low, high] with 0 < low <= 1 <= high, "
+                             f"got {value!r}")
+        out[key] = [float(value[0]), float(value[1])]
+    if out["scene"][0] > out["overall"][0] or out["scene"][1] < out["overall"][1]:
+        raise ValueError(f"evaluator.calibration_band.scene {out['scene']} must contain the overall band "
+                         f"{out['overall']} (a scene has fewer examples, so more noise)")
+    return out
+
+
+def band_of(thresholds: Dict, slice_: str) -> Optional[Tuple[float, float]]:
+    """The calibration band for a slice ("overall" or a scene), or None when none is configured."""
+    band = (thresholds.get("calibration_band") or {}).get("overall" if slice_ == OVERALL else "scene")
+    return (float(band[0]), float(band[1])) if band else None
+
+
+def calibration_flag(value: Optional[float], band: Optional[Tuple[float, float]]) -> str:
+    """'' inside the band; otherwise how far off, in words."""
+    if value is None or band is None or value != value or band[0] <= value <= band[1]:
+        return ""
+    return f"over-predicts by {value - 1:.0%}" if value > 1 else f"under-predicts by {1 - value:.0%}"
+
+
+def calibration_failures(candidate: Metrics, heads: List[str], scenes: List[str], min_scene_examples: float,
+                         thresholds: Dict) -> Tuple[List[str], List[str]]:
+    """(blocking, reported): each head's calibration (sum of predictions / sum of labels) must lie
+    inside ``calibration_band.overall`` overall and inside the wider ``calibration_band.scene`` in
+    every scene with at least ``min_scene_examples`` for that head; smaller scenes are reported.
+    Why a gate of its own: AUC only ranks, and a model that under-predicts clicks by 20 % ranks
+    as well as a calibrated one, yet breaks every bid and ctr x cvr x price score built on it."""
+    blocking, reported = [], []
+    for s in [OVERALL] + scenes:
+        band = band_of(thresholds, s)
+        for h in heads:
+            value = candidate.get((s, h), {}).get("calibration")
+            flag = calibration_flag(value, band)
+            if not flag:
+                continue
+            where = "overall" if s == OVERALL else f"on scene {s}"
+            text = (f"{h} calibration {where} is {value:.3f} ({flag}), outside the band "
+                    f"{band[0]:g}-{band[1]:g} (evaluator.calibration_band.{'overall' if s == OVERALL else 'scene'})")
+            n = count_for(candidate, s, h)
+            if s != OVERALL and (n is None or n < min_scene_examples):
+                reported.append(f"{text} [not gating: {0 if n is None else n:,.0f} examples < "
+                                f"min_scene_examples {min_scene_examples:,.0f}]")
+            else:
+                blocking.append(text)
+    return blocking, reported
+
+
 def decide(failures: List[Failure], validation_ok: bool, candidate: Metrics, baseline: Metrics,
            has_baseline: bool, min_scene_examples: float, thresholds: Dict[str, Dict[str, float]],
-           serving_reasons: List[str]) -> Decision:
-    blocking, reported = [], []
+           serving_reasons: List[str], heads: Optional[List[str]] = None,
+           scenes: Optional[List[str]] = None) -> Decision:
+    blocking, reported = calibration_failures(candidate, heads or [], scenes or [], min_scene_examples, thresholds)
     for f in failures:
         text = describe(f, candidate, baseline, thresholds)
         n = count_for(candidate, f.slice, f.head)
@@ -74,7 +134,7 @@ def decide(failures: List[Failure], validation_ok: bool, candidate: Metrics, bas
 
 
 def rows(candidate: Metrics, baseline: Metrics, heads: List[str], scenes: List[str],
-         min_scene_examples: float) -> List[List[str]]:
+         min_scene_examples: float, thresholds: Optional[Dict] = None) -> List[List[str]]:
     def fmt(v: Optional[float], digits: int = 4) -> str:
         return "-" if v is None or v != v else f"{v:.{digits}f}"
     out = []
@@ -84,10 +144,12 @@ def rows(candidate: Metrics, baseline: Metrics, heads: List[str], scenes: List[s
             n = count_for(candidate, s, h)
             delta = (c["auc"] - b["auc"]) if "auc" in c and "auc" in b else None
             gates = "yes" if s == OVERALL or (n is not None and n >= min_scene_examples) else "reported only"
+            flag = calibration_flag(c.get("calibration"), band_of(thresholds or {}, s))
             out.append([s, h, "-" if n is None else f"{n:,.0f}", fmt(c.get("auc")), fmt(b.get("auc")),
                         "-" if delta is None else f"{delta:+.4f}",
                         fmt(c.get("binary_crossentropy")), fmt(b.get("binary_crossentropy")),
-                        fmt(c.get("calibration"), 3), fmt(b.get("calibration"), 3), gates])
+                        fmt(c.get("calibration"), 3) + (f" ({flag})" if flag else ""), fmt(b.get("calibration"), 3),
+                        gates])
     return out
 
 
@@ -108,7 +170,8 @@ def markdown(title: str, decision: Decision, table: List[List[str]], context: Li
         lines += ["## Reported, not gating", ""] + [f"- {r}" for r in decision.reported] + [""]
     lines += ["## Candidate vs baseline", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in table]
-    lines += ["", "Calibration = sum of predictions / sum of labels (1.0 is calibrated). "
+    lines += ["", "Calibration = sum of predictions / sum of labels (1.0 is calibrated); a value outside "
+              "evaluator.calibration_band says by how much the model over- or under-predicts. "
               "CVR is weighted by click: its examples are clicked impressions."]
     return "\n".join(lines) + "\n"
 

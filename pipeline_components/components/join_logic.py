@@ -67,3 +67,33 @@ def split_of(impression_id: str, eval_percent: int) -> str:
     """Stable train/eval assignment: the same impression lands in the same split on every rerun."""
     bucket = int.from_bytes(hashlib.md5(impression_id.encode("utf-8")).digest()[:4], "little") % 100
     return "eval" if bucket < eval_percent else "train"
+
+
+ROWS_PER_WRITE_BUCKET = 2000
+MAX_WRITE_BUCKETS = 4096
+
+
+def write_order_buckets(impressions: int) -> int:
+    """How many hash buckets a split is written in: about ROWS_PER_WRITE_BUCKET impressions each.
+    Beam emits the buckets in the order it first meets them, which follows the join's output
+    order (clicked impressions first): with few rows per bucket, the buckets holding a click
+    would come first. Thousands of rows per bucket make every bucket a sample of the day; the cap
+    bounds the rows one worker sorts (a billion-row day: ~250k per bucket)."""
+    return max(1, min(MAX_WRITE_BUCKETS, int(impressions) // ROWS_PER_WRITE_BUCKET))
+
+
+def write_order_key(impression_id: str) -> bytes:
+    """Where an example goes in the written split: a hash of its id, so the order is deterministic and
+    independent of its labels. Beam emits joined rows in group order (on the DirectRunner, every clicked
+    impression first), and the Trainer's shuffle buffer is smaller than a multi-span window: with that
+    order, the last steps of an epoch saw almost no clicks and the model under-predicted by 22 % on
+    a 3-span window."""
+    return hashlib.md5(b"write-order:" + impression_id.encode("utf-8")).digest()
+
+
+def write_order_bucket(impression_id: str, buckets: int) -> int:
+    return int.from_bytes(write_order_key(impression_id)[:4], "little") % buckets
+
+
+def in_write_order(rows: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return sorted(rows, key=lambda r: write_order_key(r["impression_id"]))

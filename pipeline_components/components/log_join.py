@@ -214,6 +214,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("log join: run_date=%s span=%d (%s) reading %d chunks from %s",
                      run_date, span, span_date, len(chunks), logs_root)
 
+        buckets = join_logic.write_order_buckets(sum(c.rows for c in chunks if c.log == "impressions"))
         examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
         counts_path = os.path.join(report.uri, "counts.json")
         with self._make_beam_pipeline() as p:
@@ -237,6 +238,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 (joined.examples
                  | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                  | f"Value[{split}]" >> beam.Values()
+                 # Label-independent order (hash of the id): the join emits rows in group order,
+                 # clicked impressions clustered, which biased the Trainer's last steps (issue 24).
+                 | f"OrderKey[{split}]" >> beam.Map(
+                     lambda row: (join_logic.write_order_bucket(row["impression_id"], buckets), row))
+                 | f"OrderGroup[{split}]" >> beam.GroupByKey()
+                 | f"Order[{split}]" >> beam.FlatMap(lambda kv: join_logic.in_write_order(kv[1]))
                  | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=512, max_batch_size=8192)
                  | f"Encode[{split}]" >> beam.FlatMap(encode_examples)
                  | f"Write[{split}]" >> beam.io.WriteToTFRecord(

@@ -43,14 +43,16 @@ class Chunk:
     path: str
     date: str          # partition date, YYYY-MM-DD
     row_group: int     # -1: the whole file could not be opened
+    rows: int = 0      # rows in the row group, from the Parquet footer (0 if unreadable)
 
 
 def plan_chunks(logs_root: str, log: str, date: dt.date) -> List[Chunk]:
     chunks = []
     for path in list_partition(logs_root, log, date):
         try:
-            n = pq.ParquetFile(path).num_row_groups
-            chunks.extend(Chunk(log, path, f"{date:%Y-%m-%d}", i) for i in range(n))
+            meta = pq.ParquetFile(path).metadata
+            chunks.extend(Chunk(log, path, f"{date:%Y-%m-%d}", i, meta.row_group(i).num_rows)
+                          for i in range(meta.num_row_groups))
         except Exception:  # noqa: BLE001 - any unreadable file is quarantined, not fatal
             chunks.append(Chunk(log, path, f"{date:%Y-%m-%d}", -1))
     return chunks

@@ -132,17 +132,28 @@ def load_metrics(summary: RunSummary, heads: Dict[str, Dict], scene_feature: str
         summary.metrics.update(read_slice_metrics(summary.evaluation_uri, list(heads), scene_feature))
 
 
-def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str]) -> str:
+def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[str],
+                  calibration_band: Optional[Dict[str, List[float]]] = None) -> str:
+    """One row per run and slice: AUC and calibration per head; a calibration outside
+    ``evaluator.calibration_band`` (overall band, or the scene band) is flagged with ``!``."""
+    from pipeline_components.components.gate_report import band_of, calibration_flag
+    thresholds = {"calibration_band": calibration_band or {}}
     head_names = list(heads)
-    header = ["date", "scene", "examples"] + [f"{h} AUC" for h in head_names] + ["blessed", "pushed"]
+    header = ["date", "scene", "examples"] + [f"{h} {m}" for h in head_names for m in ("AUC", "cal")] + \
+        ["blessed", "pushed"]
     rows = [header]
+    flagged = False
     for run in runs:
         for scene in ["overall"] + scenes:
             count = run.metrics.get((scene, "_all"), {}).get("example_count")
             cells = [run.span_date, scene, f"{int(count):,}" if count is not None else "-"]
             for h in head_names:
-                auc = run.metrics.get((scene, h), {}).get("auc")
-                cells.append(f"{auc:.4f}" if auc is not None else "-")
+                m = run.metrics.get((scene, h), {})
+                auc, cal = m.get("auc"), m.get("calibration")
+                flag = calibration_flag(cal, band_of(thresholds, scene))
+                flagged = flagged or bool(flag)
+                cells += [f"{auc:.4f}" if auc is not None else "-",
+                          "-" if cal is None or cal != cal else f"{cal:.3f}" + (" !" if flag else "")]
             if scene == "overall":
                 cells += [{True: "yes", False: "NO", None: "-"}[run.blessed], {True: "yes", False: "no", None: "-"}[run.pushed]]
             else:
@@ -152,7 +163,9 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     weighted = [f"{h} (weighted by {a['eval_weight']})" for h, a in heads.items() if a.get("eval_weight")]
-    notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else "")]
+    notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else ""),
+             "cal = calibration, sum of predictions / sum of labels (1.0 is calibrated)"
+             + (f"; ! = outside evaluator.calibration_band {calibration_band}" if flagged else "")]
     for run in runs:
         if run.trained_on:
             notes.append(f"{run.span_date}: trained on {len(run.trained_on)} span(s) "
@@ -175,4 +188,5 @@ def report_for(config: PipelineConfig) -> str:
     scene_feature = load_feature_spec(config.feature_spec_path).scene_feature
     for run in runs:
         load_metrics(run, config.heads, scene_feature)
-    return format_report(runs, config.heads, scenes(config.raw_events_path))
+    from pipeline_components.components.gate_report import calibration_band
+    return format_report(runs, config.heads, scenes(config.raw_events_path), calibration_band(config.evaluator))

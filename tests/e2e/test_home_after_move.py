@@ -67,7 +67,8 @@ def test_a_home_made_before_the_move_runs_its_next_day_after_it(tmp_path):
     write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 2, IMPRESSIONS, progress=None)
     config_path = str(tmp_path / "lenient.yaml")
     with open(config_path, "w") as fh:
-        yaml.safe_dump({"trainer": {"epochs": 1}, "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0}}, fh)
+        yaml.safe_dump({"trainer": {"epochs": 1},
+                        "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0, "calibration_band": None}}, fh)
 
     rankpipe(old_code, config_path, home, "airflow-run", "--dates", DAY1.isoformat(),
              log=str(tmp_path / "day1_pre_move.log"))

@@ -18,8 +18,11 @@ IMPRESSIONS = 20_000
 def config_with_floor(home, name, floor, epochs=3):
     path = os.path.join(home, f"{name}.yaml")
     with open(path, "w") as fh:
+        # 4,000 eval impressions: a wide calibration band, as the floors are low (the gate's own
+        # test, test_calibration_gate.py, applies the default band).
         yaml.safe_dump({"trainer": {"epochs": epochs},
-                        "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor}}}, fh)
+                        "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor},
+                                      "calibration_band": {"overall": [0.5, 2.0], "scene": [0.25, 4.0]}}}, fh)
     return load_config(path, home)
 
 

@@ -29,7 +29,7 @@ def read_examples(examples_uri):
     rows = []
     for folder in sorted(glob.glob(os.path.join(examples_uri, "Split-*"))):
         split = os.path.basename(folder)[len("Split-"):]
-        for path in glob.glob(os.path.join(folder, "*.gz")):
+        for path in sorted(glob.glob(os.path.join(folder, "*.gz"))):
             for rec in tf.data.TFRecordDataset(path, compression_type="GZIP"):
                 ex = tf.train.Example.FromString(rec.numpy()).features.feature
                 rows.append({"impression_id": ex["impression_id"].bytes_list.value[0].decode(),

@@ -71,3 +71,52 @@ def test_report_lists_candidate_and_baseline_per_scene_and_says_what_gates():
     d = decide([change("promo_feed")], False, cand, base, False, 5000, THRESHOLDS, [])
     text = markdown("gate", d, table, ["span 2026-11-20"])
     assert "**BLESSED**" in text and "Reported, not gating" in text and "No baseline" in text
+
+
+BANDED = dict(THRESHOLDS, calibration_band={"overall": [0.9, 1.1], "scene": [0.8, 1.25]})
+
+
+def calibrated(values):
+    m = metrics()
+    for (s, h), v in values.items():
+        m[(s, h)]["calibration"] = v
+    return m
+
+
+def test_an_overall_calibration_outside_the_band_blocks_and_says_by_how_much():
+    cand = calibrated({("overall", "ctr"): 0.777, ("main_search", "ctr"): 0.95, ("promo_feed", "ctr"): 1.0})
+    d = decide([], True, cand, {}, False, 5000, BANDED, [], ["ctr"], ["main_search", "promo_feed"])
+    assert not d.blessed
+    assert d.blocking == ["ctr calibration overall is 0.777 (under-predicts by 22%), outside the band 0.9-1.1 "
+                          "(evaluator.calibration_band.overall)"]
+
+
+def test_a_large_scene_gates_on_the_wider_scene_band_and_a_small_scene_is_only_reported():
+    cand = calibrated({("overall", "ctr"): 1.05, ("main_search", "ctr"): 1.2, ("promo_feed", "ctr"): 1.6})
+    d = decide([], True, cand, {}, False, 5000, BANDED, [], ["ctr"], ["main_search", "promo_feed"])
+    assert d.blessed  # 1.05 is inside 0.9-1.1; 1.2 inside the scene band 0.8-1.25
+    assert len(d.reported) == 1 and "promo_feed is 1.600 (over-predicts by 60%)" in d.reported[0]
+    assert "900 examples < min_scene_examples 5,000" in d.reported[0]
+    cand[("main_search", "ctr")]["calibration"] = 1.3
+    d = decide([], True, cand, {}, False, 5000, BANDED, [], ["ctr"], ["main_search", "promo_feed"])
+    assert not d.blessed and "ctr calibration on scene main_search is 1.300" in d.blocking[0]
+
+
+def test_without_a_band_calibration_does_not_gate_and_the_table_flags_what_is_outside():
+    cand = calibrated({("overall", "ctr"): 0.5, ("main_search", "ctr"): 1.0, ("promo_feed", "ctr"): 1.0})
+    assert decide([], True, cand, {}, False, 5000, THRESHOLDS, [], ["ctr"], ["main_search"]).blessed
+    by_slice = {r[0]: r for r in rows(cand, {}, ["ctr"], ["main_search"], 5000, BANDED)}
+    assert by_slice["overall"][8] == "0.500 (under-predicts by 50%)"
+    assert by_slice["main_search"][8] == "1.000"
+
+
+def test_calibration_band_settings_are_checked():
+    import pytest
+    from pipeline_components.components.gate_report import calibration_band
+    assert calibration_band({"calibration_band": None}) == {}
+    assert calibration_band({"calibration_band": {"overall": [0.9, 1.1], "scene": [0.8, 1.25]}}) == \
+        {"overall": [0.9, 1.1], "scene": [0.8, 1.25]}
+    with pytest.raises(ValueError, match="calibration_band.overall must be"):
+        calibration_band({"calibration_band": {"overall": [1.1, 0.9], "scene": [0.8, 1.25]}})
+    with pytest.raises(ValueError, match="must contain the overall band"):
+        calibration_band({"calibration_band": {"overall": [0.9, 1.1], "scene": [0.95, 1.05]}})
