@@ -107,8 +107,10 @@ def baseline_line(models: List[types.Artifact], blessings: List[types.Artifact])
 
 def _bless(blessing: types.Artifact, ok: bool, model: types.Artifact, baseline: Optional[types.Artifact],
            span_date: str, baseline_span: str) -> None:
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if ok else "NOT_BLESSED"), "w"):
-        pass
+    # An empty write, not just an open: tf.io.gfile creates the file on its first write, so the
+    # marker file TFX's convention (and anyone listing the blessing) expects was never made.
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if ok else "NOT_BLESSED"), "w") as fh:
+        fh.write("")
     blessing.set_int_custom_property("blessed", int(ok))
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)

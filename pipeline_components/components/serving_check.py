@@ -87,8 +87,9 @@ class Executor(base_executor.BaseExecutor):
             fh.write(json.dumps(result, indent=2, sort_keys=True))
         ok = not reasons
         # The marker files and property InfraValidator writes, so Pusher and tools read it the same way.
-        with tf.io.gfile.GFile(os.path.join(blessing.uri, "INFRA_BLESSED" if ok else "INFRA_NOT_BLESSED"), "w"):
-            pass
+        # An empty write: tf.io.gfile creates a file on its first write, not on open.
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, "INFRA_BLESSED" if ok else "INFRA_NOT_BLESSED"), "w") as fh:
+            fh.write("")
         blessing.set_int_custom_property("blessed", int(ok))
         blessing.set_int_custom_property("span", int(examples.span))
         if examples.has_custom_property("span_date"):
