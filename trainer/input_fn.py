@@ -39,7 +39,7 @@ def make_dataset(file_patterns: Sequence[str], raw_inputs: Dict[str, tf.io.Fixed
     ``impression_id``) to the features, for matching rows in tests.
 
     The log join writes each span in a hash order of the impression id, independent of the
-    labels (``join_logic.write_order_key``); spans joined before issue 24 are in Beam's group
+    labels (``join_logic.write_order_key``); spans joined before that change are in Beam's group
     order (clicked impressions first), which a buffer smaller than the window cannot undo."""
     spec = dict(raw_inputs)
     spec.update({k: raw_extra[k] for k in set(head_labels.values()) | set(keep)})

@@ -239,7 +239,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                  | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                  | f"Value[{split}]" >> beam.Values()
                  # Label-independent order (hash of the id): the join emits rows in group order,
-                 # clicked impressions clustered, which biased the Trainer's last steps (issue 24).
+                 # clicked impressions clustered, which biased the Trainer's last steps
+                 # (join_logic.write_order_key says how).
                  | f"OrderKey[{split}]" >> beam.Map(
                      lambda row: (join_logic.write_order_bucket(row["impression_id"], buckets), row))
                  | f"OrderGroup[{split}]" >> beam.GroupByKey()
