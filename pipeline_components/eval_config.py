@@ -63,7 +63,9 @@ def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any
             example_weights=tfma.ExampleWeightOptions(weighted=weighted, unweighted=not weighted),
             metrics=[tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[floor, no_regression]),
                      tfma.MetricConfig(class_name="BinaryCrossEntropy"),
-                     tfma.MetricConfig(class_name="Calibration")]
+                     tfma.MetricConfig(class_name="Calibration"),
+                     # Shares Calibration's combiner (same weighted label sum): the gate's noise margin.
+                     tfma.MetricConfig(class_name="MeanLabel")]
                     + ([tfma.MetricConfig(class_name="WeightedExampleCount")] if weighted else []),
         ))
     metrics_specs.append(tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount")],

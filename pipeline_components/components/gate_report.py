@@ -55,13 +55,13 @@ def describe(f: Failure, candidate: Metrics, baseline: Metrics, thresholds: Dict
     return f"{f.head} {f.metric} {where}: {f.message}"
 
 
-def calibration_band(evaluator: Dict[str, Any]) -> Dict[str, list]:
-    """``evaluator.calibration_band`` checked: {"overall": [lo, hi], "scene": [lo, hi]} with
-    0 < lo <= 1 <= hi, the scene band at least as wide as the overall one."""
+def calibration_band(evaluator: Dict[str, Any]) -> Dict[str, Any]:
+    """``evaluator.calibration_band`` checked: {"overall": [lo, hi], "scene": [lo, hi], "z": z} with
+    0 < lo <= 1 <= hi, the scene band at least as wide as the overall one, and z >= 0."""
     band = evaluator.get("calibration_band")
     if band is None:
         return {}
-    out = {}
+    out: Dict[str, Any] = {}
     for key in ("overall", "scene"):
         value = band.get(key) if isinstance(band, dict) else None
         if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < float(value[0]) <= 1 <= float(value[1])):
@@ -71,6 +71,10 @@ def calibration_band(evaluator: Dict[str, Any]) -> Dict[str, list]:
     if out["scene"][0] > out["overall"][0] or out["scene"][1] < out["overall"][1]:
         raise ValueError(f"evaluator.calibration_band.scene {out['scene']} must contain the overall band "
                          f"{out['overall']} (a scene has fewer examples, so more noise)")
+    z = band.get("z", 2.0)
+    if not isinstance(z, (int, float)) or z < 0:
+        raise ValueError(f"evaluator.calibration_band.z must be a number >= 0, got {z!r}")
+    out["z"] = float(z)
     return out
 
 
@@ -80,31 +84,56 @@ def band_of(thresholds: Dict, slice_: str) -> Optional[Tuple[float, float]]:
     return (float(band[0]), float(band[1])) if band else None
 
 
-def calibration_flag(value: Optional[float], band: Optional[Tuple[float, float]]) -> str:
-    """'' inside the band; otherwise how far off, in words."""
-    if value is None or band is None or value != value or band[0] <= value <= band[1]:
-        return ""
-    return f"over-predicts by {value - 1:.0%}" if value > 1 else f"under-predicts by {1 - value:.0%}"
+@dataclasses.dataclass
+class CalibrationCheck:
+    value: Optional[float]
+    band: Optional[Tuple[float, float]]
+    margin: float           # z standard errors of the ratio, added to both sides of the band
+    positives: Optional[float]
+
+    @property
+    def flag(self) -> str:
+        """'' inside the band widened by the margin; otherwise how far off, in words."""
+        v, band = self.value, self.band
+        if v is None or band is None or v != v or band[0] - self.margin <= v <= band[1] + self.margin:
+            return ""
+        return f"over-predicts by {v - 1:.0%}" if v > 1 else f"under-predicts by {1 - v:.0%}"
+
+
+def check_calibration(metrics: Metrics, slice_: str, head: str, thresholds: Dict) -> CalibrationCheck:
+    """A slice's calibration against its band. The ratio sum(predictions) / sum(labels) is noisy
+    when the slice has few positive labels: its standard error is about ratio / sqrt(positives)
+    (the label sum is a count), e.g. 5 % with 400 conversions. The band is widened by ``z`` such
+    errors, so the gate refuses a miscalibrated model, not an unlucky evaluation day."""
+    m = metrics.get((slice_, head), {})
+    value, mean_label = m.get("calibration"), m.get("mean_label")
+    n = count_for(metrics, slice_, head)
+    positives = mean_label * n if mean_label is not None and n is not None else None
+    z = float((thresholds.get("calibration_band") or {}).get("z", 0.0))
+    margin = z * value / positives ** 0.5 if value is not None and value == value and positives else 0.0
+    return CalibrationCheck(value, band_of(thresholds, slice_), margin, positives)
 
 
 def calibration_failures(candidate: Metrics, heads: List[str], scenes: List[str], min_scene_examples: float,
                          thresholds: Dict) -> Tuple[List[str], List[str]]:
     """(blocking, reported): each head's calibration (sum of predictions / sum of labels) must lie
     inside ``calibration_band.overall`` overall and inside the wider ``calibration_band.scene`` in
-    every scene with at least ``min_scene_examples`` for that head; smaller scenes are reported.
+    every scene with at least ``min_scene_examples`` for that head (both widened by the sampling
+    error, ``check_calibration``); smaller scenes are reported.
     Why a gate of its own: AUC only ranks, and a model that under-predicts clicks by 20 % ranks
     as well as a calibrated one, yet breaks every bid and ctr x cvr x price score built on it."""
     blocking, reported = [], []
     for s in [OVERALL] + scenes:
-        band = band_of(thresholds, s)
         for h in heads:
-            value = candidate.get((s, h), {}).get("calibration")
-            flag = calibration_flag(value, band)
-            if not flag:
+            c = check_calibration(candidate, s, h, thresholds)
+            if not c.flag:
                 continue
             where = "overall" if s == OVERALL else f"on scene {s}"
-            text = (f"{h} calibration {where} is {value:.3f} ({flag}), outside the band "
-                    f"{band[0]:g}-{band[1]:g} (evaluator.calibration_band.{'overall' if s == OVERALL else 'scene'})")
+            noise = (f" by more than its sampling error ({c.margin:.3f}: {thresholds['calibration_band']['z']:g} "
+                     f"standard errors with {c.positives:,.0f} positive labels)" if c.positives else "")
+            text = (f"{h} calibration {where} is {c.value:.3f} ({c.flag}), outside the band "
+                    f"{c.band[0]:g}-{c.band[1]:g}{noise} "
+                    f"(evaluator.calibration_band.{'overall' if s == OVERALL else 'scene'})")
             n = count_for(candidate, s, h)
             if s != OVERALL and (n is None or n < min_scene_examples):
                 reported.append(f"{text} [not gating: {0 if n is None else n:,.0f} examples < "
@@ -144,7 +173,7 @@ def rows(candidate: Metrics, baseline: Metrics, heads: List[str], scenes: List[s
             n = count_for(candidate, s, h)
             delta = (c["auc"] - b["auc"]) if "auc" in c and "auc" in b else None
             gates = "yes" if s == OVERALL or (n is not None and n >= min_scene_examples) else "reported only"
-            flag = calibration_flag(c.get("calibration"), band_of(thresholds or {}, s))
+            flag = check_calibration(candidate, s, h, thresholds or {}).flag
             out.append([s, h, "-" if n is None else f"{n:,.0f}", fmt(c.get("auc")), fmt(b.get("auc")),
                         "-" if delta is None else f"{delta:+.4f}",
                         fmt(c.get("binary_crossentropy")), fmt(b.get("binary_crossentropy")),

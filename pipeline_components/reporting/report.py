@@ -136,7 +136,7 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
                   calibration_band: Optional[Dict[str, List[float]]] = None) -> str:
     """One row per run and slice: AUC and calibration per head; a calibration outside
     ``evaluator.calibration_band`` (overall band, or the scene band) is flagged with ``!``."""
-    from pipeline_components.components.gate_report import band_of, calibration_flag
+    from pipeline_components.components.gate_report import check_calibration
     thresholds = {"calibration_band": calibration_band or {}}
     head_names = list(heads)
     header = ["date", "scene", "examples"] + [f"{h} {m}" for h in head_names for m in ("AUC", "cal")] + \
@@ -150,7 +150,7 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
             for h in head_names:
                 m = run.metrics.get((scene, h), {})
                 auc, cal = m.get("auc"), m.get("calibration")
-                flag = calibration_flag(cal, band_of(thresholds, scene))
+                flag = check_calibration(run.metrics, scene, h, thresholds).flag
                 flagged = flagged or bool(flag)
                 cells += [f"{auc:.4f}" if auc is not None else "-",
                           "-" if cal is None or cal != cal else f"{cal:.3f}" + (" !" if flag else "")]
@@ -165,7 +165,8 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     weighted = [f"{h} (weighted by {a['eval_weight']})" for h, a in heads.items() if a.get("eval_weight")]
     notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else ""),
              "cal = calibration, sum of predictions / sum of labels (1.0 is calibrated)"
-             + (f"; ! = outside evaluator.calibration_band {calibration_band}" if flagged else "")]
+             + (f"; ! = outside evaluator.calibration_band {calibration_band} by more than its sampling error"
+                if flagged else "")]
     for run in runs:
         if run.trained_on:
             notes.append(f"{run.span_date}: trained on {len(run.trained_on)} span(s) "

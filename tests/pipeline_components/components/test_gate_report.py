@@ -102,6 +102,25 @@ def test_a_large_scene_gates_on_the_wider_scene_band_and_a_small_scene_is_only_r
     assert not d.blessed and "ctr calibration on scene main_search is 1.300" in d.blocking[0]
 
 
+def test_the_band_widens_by_the_sampling_error_of_few_positive_labels():
+    noisy = dict(BANDED, calibration_band=dict(BANDED["calibration_band"], z=2.0))
+    cand = metrics()
+    # An unlucky day: 0.886 with 400 positive labels (standard error ~0.044) is within noise ...
+    cand[("overall", "ctr")].update(calibration=0.886, mean_label=400 / 40_900)
+    d = decide([], True, cand, {}, False, 5000, noisy, [], ["ctr"], [])
+    assert d.blessed
+    # ... a model that under-predicts by 22 % with 2,700 clicks (standard error ~0.015) is not.
+    cand[("overall", "ctr")].update(calibration=0.777, mean_label=2_700 / 40_900)
+    d = decide([], True, cand, {}, False, 5000, noisy, [], ["ctr"], [])
+    assert not d.blessed
+    assert "outside the band 0.9-1.1 by more than its sampling error (0.030: 2 standard errors with 2,700 " \
+           "positive labels)" in d.blocking[0]
+    # Without a label rate (an evaluation from before MeanLabel was computed) the band is used as is.
+    del cand[("overall", "ctr")]["mean_label"]
+    cand[("overall", "ctr")]["calibration"] = 0.886
+    assert not decide([], True, cand, {}, False, 5000, noisy, [], ["ctr"], []).blessed
+
+
 def test_without_a_band_calibration_does_not_gate_and_the_table_flags_what_is_outside():
     cand = calibrated({("overall", "ctr"): 0.5, ("main_search", "ctr"): 1.0, ("promo_feed", "ctr"): 1.0})
     assert decide([], True, cand, {}, False, 5000, THRESHOLDS, [], ["ctr"], ["main_search"]).blessed
@@ -115,7 +134,9 @@ def test_calibration_band_settings_are_checked():
     from pipeline_components.components.gate_report import calibration_band
     assert calibration_band({"calibration_band": None}) == {}
     assert calibration_band({"calibration_band": {"overall": [0.9, 1.1], "scene": [0.8, 1.25]}}) == \
-        {"overall": [0.9, 1.1], "scene": [0.8, 1.25]}
+        {"overall": [0.9, 1.1], "scene": [0.8, 1.25], "z": 2.0}
+    with pytest.raises(ValueError, match="z must be a number >= 0"):
+        calibration_band({"calibration_band": {"overall": [0.9, 1.1], "scene": [0.8, 1.25], "z": -1}})
     with pytest.raises(ValueError, match="calibration_band.overall must be"):
         calibration_band({"calibration_band": {"overall": [1.1, 0.9], "scene": [0.8, 1.25]}})
     with pytest.raises(ValueError, match="must contain the overall band"):
