@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.model_server.server_helpers import (connect, example, exchange, metrics, post, predict_body,
+from tests.model_server.server_helpers import (connect, exchange, metrics, post, predict_body,
                                                read_response, running, save_tiny_model)
 from tests.waits import scaled, wait_for
 
