@@ -39,6 +39,13 @@ def per_head(value: Any, heads: Dict[str, Any], what: str) -> Dict[str, float]:
     return {h: float(value) for h in heads}
 
 
+def gate_thresholds(evaluator: Dict[str, Any], heads: Dict[str, Any]) -> Dict[str, Any]:
+    """The DeploymentGate's thresholds: the AUC floor and drop per head, and the calibration band."""
+    from pipeline_components.components.gate_report import calibration_band
+    return dict({k: per_head(evaluator[k], heads, k) for k in ("auc_floor", "max_auc_drop")},
+                calibration_band=calibration_band(evaluator))
+
+
 def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any],
                       feature_spec_path: str) -> tfma.EvalConfig:
     scene = load_feature_spec(feature_spec_path).scene_feature

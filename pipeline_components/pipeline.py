@@ -17,7 +17,6 @@ from tfx.orchestration import data_types  # noqa: E402
 
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
-from pipeline_components.components.gate_report import calibration_band  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
 from pipeline_components.components.resolvers import BLESSING_KEY as BASELINE_BLESSING_KEY  # noqa: E402
 from pipeline_components.components.resolvers import MODEL_KEY as BASELINE_MODEL_KEY  # noqa: E402
@@ -26,7 +25,7 @@ from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KE
                                                        SpanWindowStrategy)
 from pipeline_components.components.serving_check import ServingCheck  # noqa: E402
 from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
-from pipeline_components.eval_config import build_eval_config, per_head  # noqa: E402
+from pipeline_components.eval_config import build_eval_config, gate_thresholds  # noqa: E402
 from pipeline_components.spans import run_date_in_config  # noqa: E402
 from schemas import load_feature_spec, scenes  # noqa: E402
 
@@ -124,8 +123,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         infra_blessing=serving_check.outputs["blessing"], baseline_model=baseline.outputs["model"],
         baseline_blessing=baseline.outputs[BASELINE_BLESSING_KEY],
         heads=list(config.heads), scenes=scenes(config.raw_events_path),
-        thresholds=dict({k: per_head(config.evaluator[k], config.heads, k) for k in ("auc_floor", "max_auc_drop")},
-                        calibration_band=calibration_band(config.evaluator)),
+        thresholds=gate_thresholds(config.evaluator, config.heads),
         scene_feature=load_feature_spec(config.feature_spec_path).scene_feature,
         min_scene_examples=float(config.evaluator["min_scene_examples"]))
     pusher = SpanPusher(model=trainer.outputs["model"], model_blessing=deployment_gate.outputs[BLESSING_KEY],

@@ -69,8 +69,8 @@ class Executor(base_executor.BaseExecutor):
                                       min_n, thresholds, serving_reasons, heads, scenes)
 
         span_date = infra.get_string_custom_property("span_date") or "?"
-        context = [f"span {span_date}; candidate model {model.uri}",
-                   baseline_line(baseline_models, baseline_blessings),
+        compared_with = baseline_line(baseline_models, baseline_blessings)
+        context = [f"span {span_date}; candidate model {model.uri}", compared_with,
                    f"min_scene_examples {min_n:,.0f}; auc_floor {thresholds['auc_floor']}; "
                    f"max_auc_drop {thresholds['max_auc_drop']}; calibration_band {thresholds.get('calibration_band')}"]
         table = gate_report.rows(candidate, baseline, heads, scenes, min_n, thresholds)
@@ -78,7 +78,7 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.md"), "w") as fh:
             fh.write(text)
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.json"), "w") as fh:
-            fh.write(json.dumps({"span_date": span_date, "baseline": baseline_line(baseline_models, baseline_blessings),
+            fh.write(json.dumps({"span_date": span_date, "baseline": compared_with,
                                  "blessed": decision.blessed, "blocking": decision.blocking,
                                  "reported": decision.reported, "has_baseline": decision.has_baseline,
                                  "header": gate_report.HEADER, "rows": table}, indent=2))
@@ -144,7 +144,8 @@ class DeploymentGate(base_component.BaseComponent):
                  heads: list, scenes: list, thresholds: dict, scene_feature: str, min_scene_examples: float):
         super().__init__(spec=DeploymentGateSpec(
             evaluation=evaluation, model=model, infra_blessing=infra_blessing, baseline_model=baseline_model,
-            baseline_blessing=baseline_blessing, heads=json.dumps(list(heads)), scenes=json.dumps(list(scenes)), thresholds=json.dumps(thresholds),
+            baseline_blessing=baseline_blessing, heads=json.dumps(list(heads)), scenes=json.dumps(list(scenes)),
+            thresholds=json.dumps(thresholds),
             scene_feature=scene_feature, min_scene_examples=float(min_scene_examples),
             **{BLESSING_KEY: types.Channel(type=standard_artifacts.ModelBlessing)},
             report=types.Channel(type=DeploymentReport)))

@@ -13,8 +13,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from google.protobuf import json_format
 
 from pipeline_components.components import deployment_gate
-from pipeline_components.components.gate_report import calibration_band
-from pipeline_components.eval_config import build_eval_config, per_head
+from pipeline_components.eval_config import build_eval_config, gate_thresholds
 from pipeline_components.reporting import report
 from schemas import load_feature_spec, scenes
 from tests.e2e.days.conftest import DAY1
@@ -75,8 +74,7 @@ def test_a_miscalibrated_candidate_is_not_blessed_and_the_report_says_why(day1, 
                       span_date=DAY1.isoformat())
     gate_blessing = _artifact(standard_artifacts.ModelBlessing, str(tmp_path / "gate_blessing"))
     gate_report = _artifact(deployment_gate.DeploymentReport, str(tmp_path / "report"))
-    thresholds = dict({k: per_head(evaluator[k], day1.heads, k) for k in ("auc_floor", "max_auc_drop")},
-                      calibration_band=calibration_band(evaluator))
+    thresholds = gate_thresholds(evaluator, day1.heads)
     deployment_gate.Executor().Do(
         {"evaluation": [evaluation], "model": [model], "infra_blessing": [infra]},
         {deployment_gate.BLESSING_KEY: [gate_blessing], "report": [gate_report]},
