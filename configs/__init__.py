@@ -124,6 +124,14 @@ class PipelineConfig:
         return dict(self.raw["training_window"])
 
     @property
+    def statistics(self) -> Dict[str, Any]:
+        out = dict(self.raw["statistics"])
+        rate = out.get("sample_rate")
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ValueError(f"statistics.sample_rate must be a number in (0, 1], got {rate!r}")
+        return out
+
+    @property
     def log_join(self) -> Dict[str, Any]:
         return dict(self.raw["log_join"])
 

@@ -36,7 +36,7 @@ from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx_bsl.coders import example_coder
 
-from pipeline_components.components import join_beam, join_logic, raw_logs
+from pipeline_components.components import join_beam, join_logic, raw_logs, tfrecord_blocks
 from pipeline_components.spans import date_to_span, parse_run_date
 
 LOGS = join_beam.LOGS
@@ -127,12 +127,12 @@ def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
 
 
 class _Encode(beam.DoFn):
-    """(split, labelled table) -> serialised tf.Examples on the split's output, in the table's order."""
+    """(split, labelled table) -> one block of framed tf.Example records on the split's output, in the
+    table's order (tfrecord_blocks.py says why blocks)."""
 
     def process(self, element):
         split, table = element
-        for example in encode_table(table):
-            yield beam.pvalue.TaggedOutput(split, example)
+        yield beam.pvalue.TaggedOutput(split, tfrecord_blocks.frame(encode_table(table)))
 
 
 def _write_json(obj: Any, path: str) -> None:
@@ -239,7 +239,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             count_pcolls.append(join_counts)
             encoded = labelled | "Encode" >> beam.ParDo(_Encode()).with_outputs("train", "eval")
             for split in ("train", "eval"):
-                (encoded[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                (encoded[split] | f"Write[{split}]" >> tfrecord_blocks.WriteTFRecordBlocks(
                     os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord"),
                     file_name_suffix=".gz"))
             (count_pcolls | "FlattenCounts" >> beam.Flatten()
