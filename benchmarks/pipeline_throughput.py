@@ -93,9 +93,8 @@ def measure_day(config, date: dt.date, env, day_index: int) -> Dict:
     labels = {h: a["label"] for h, a in config.heads.items()}
     t_eval = 0.0
     for m in ([model, baseline] if baseline else [model]):
-        seconds, _ = evaluator_limit(split("eval"), os.path.join(m.uri, "Format-Serving"), labels,
-                                     spec.scene_feature, weights)
-        t_eval += seconds
+        t_eval += evaluator_limit(split("eval"), os.path.join(m.uri, "Format-Serving"), labels,
+                                  spec.scene_feature, weights)["seconds"]
 
     models_evaluated = 2 if baseline else 1
     rows = [
