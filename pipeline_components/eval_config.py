@@ -21,11 +21,13 @@ model, per example; each metric here is one the report needs.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Dict
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 
+from pipeline_components.tfma_metrics import GateMetrics
 from schemas import load_feature_spec
 
 
@@ -57,6 +59,9 @@ def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any
                                 example_weight_keys=weights)
     overall = tfma.SlicingSpec()
     by_scene = tfma.SlicingSpec(feature_keys=[scene])
+    # One GateMetrics computation (created by the first head's spec) fills every head's metrics;
+    # each head keeps its own spec so its thresholds attach to its own, weighted or not, auc key.
+    gate_metrics = json.dumps({"name": "auc", "heads": {h: h in weights for h in heads}})
     metrics_specs = []
     for name in heads:
         floor = tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=tfma.MetricThreshold(
@@ -68,15 +73,9 @@ def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any
         metrics_specs.append(tfma.MetricsSpec(
             output_names=[name],
             example_weights=tfma.ExampleWeightOptions(weighted=weighted, unweighted=not weighted),
-            metrics=[tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[floor, no_regression]),
-                     tfma.MetricConfig(class_name="BinaryCrossEntropy"),
-                     tfma.MetricConfig(class_name="Calibration"),
-                     # Shares Calibration's combiner (same weighted label sum): the gate's noise margin.
-                     tfma.MetricConfig(class_name="MeanLabel")]
-                    + ([tfma.MetricConfig(class_name="WeightedExampleCount")] if weighted else []),
+            metrics=[tfma.MetricConfig(class_name=GateMetrics.__name__, module=GateMetrics.__module__,
+                                       config=gate_metrics, per_slice_thresholds=[floor, no_regression])],
         ))
-    metrics_specs.append(tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount")],
-                                          example_weights=tfma.ExampleWeightOptions(unweighted=True)))
     return tfma.EvalConfig(
         model_specs=[model_spec],
         slicing_specs=[overall, by_scene],
