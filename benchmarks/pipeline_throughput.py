@@ -91,10 +91,9 @@ def measure_day(config, date: dt.date, env, day_index: int) -> Dict:
     spec = load_feature_spec(config.feature_spec_path)
     weights = {h: a["eval_weight"] for h, a in config.heads.items() if a.get("eval_weight")}
     labels = {h: a["label"] for h, a in config.heads.items()}
-    t_eval = 0.0
-    for m in ([model, baseline] if baseline else [model]):
-        t_eval += evaluator_limit(split("eval"), os.path.join(m.uri, "Format-Serving"), labels,
-                                  spec.scene_feature, weights)["seconds"]
+    t_eval = evaluator_limit(split("eval"), os.path.join(model.uri, "Format-Serving"), labels, spec.scene_feature,
+                             weights, baseline_dir=os.path.join(baseline.uri, "Format-Serving") if baseline else None
+                             )["seconds"]
 
     models_evaluated = 2 if baseline else 1
     rows = [
@@ -126,10 +125,11 @@ def format_day(day: Dict, title: str) -> str:
         s, n, lim = r["seconds"], r["rows"], r["limit"]
         ratio = s / lim if (s and lim) else None
         target = TARGETS.get(r["stage"])
-        verdict = "" if target is None or ratio is None else (f"≤ {target:g}x: {'met' if ratio <= target else 'NOT met'}")
-        out.append(f"| {r['stage']} | {s:.1f} | {n or '':,} | {(n / s) if (n and s) else 0:,.0f} | "
-                   f"{'' if lim is None else f'{lim:.2f}'} | {'' if ratio is None else f'{ratio:.1f}x'} | "
-                   f"{verdict} | {r['note']} |".replace("| 0 |", "|  |"))
+        verdict = "" if target is None or ratio is None else f"≤ {target:g}x: {'met' if ratio <= target else 'NOT met'}"
+        cells = [r["stage"], "" if s is None else f"{s:.1f}", f"{n:,}" if n else "",
+                 f"{n / s:,.0f}" if (n and s) else "", "" if lim is None else f"{lim:.2f}",
+                 "" if ratio is None else f"{ratio:.1f}x", verdict, r["note"]]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -154,7 +154,11 @@ def main() -> None:
         write_days(config.logs_root, config.truth_root, DAYS[0], len(DAYS), args.impressions, progress=None)
         print(f"[bench] generated {len(DAYS)} x {args.impressions:,} impressions in {time.time() - t0:.0f}s")
     env = airflow_local.prepare(config)
-    days = [measure_day(config, d, env, i) for i, d in enumerate(DAYS)]
+    days = []
+    for i, d in enumerate(DAYS):
+        days.append(measure_day(config, d, env, i))
+        with open(os.path.join(work, "pipeline_throughput.json"), "w") as fh:   # kept if a later step fails
+            json.dump(days, fh, indent=1, default=str)
 
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()

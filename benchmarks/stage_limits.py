@@ -87,7 +87,8 @@ def statistics_limit(split_dirs: List[str]) -> Tuple[float, int]:
             col = table.column(name).combine_chunks()
             _ = col.null_count
             values = _flat(table.column(name))
-            if pa.types.is_binary(values.type) or pa.types.is_string(values.type):
+            if any(check(values.type) for check in (pa.types.is_binary, pa.types.is_large_binary,
+                                                    pa.types.is_string, pa.types.is_large_string)):
                 counts = pc.value_counts(values).flatten()
                 order = np.argsort(-counts[1].to_numpy())[:10]
                 _ = [counts[0][int(i)] for i in order]
