@@ -124,6 +124,14 @@ class PipelineConfig:
         return dict(self.raw["training_window"])
 
     @property
+    def statistics(self) -> Dict[str, Any]:
+        out = dict(self.raw["statistics"])
+        rate = out.get("sample_rate")
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ValueError(f"statistics.sample_rate must be a number in (0, 1], got {rate!r}")
+        return out
+
+    @property
     def log_join(self) -> Dict[str, Any]:
         return dict(self.raw["log_join"])
 
@@ -157,7 +165,24 @@ class PipelineConfig:
 
     @property
     def beam_pipeline_args(self) -> List[str]:
-        return list(self.raw["beam_pipeline_args"] or [])
+        return check_beam_args(list(self.raw["beam_pipeline_args"] or []))
+
+
+def check_beam_args(args: List[str]) -> List[str]:
+    """The runner must be named. Why: with no ``--runner`` (or ``--runner=DirectRunner``) Beam
+    2.74 first tries the Prism runner, which downloads a binary from GitHub at run time; on a
+    host without egress every Beam stage then waits for that download to fail before falling
+    back. ``FnApiRunner`` is the DirectRunner's own in-process engine, named directly."""
+    runners = [a.split("=", 1)[1] if "=" in a else "" for a in args if a.split("=")[0] == "--runner"]
+    if not runners or not runners[-1]:
+        raise ValueError("beam_pipeline_args must name the runner, e.g. --runner=FnApiRunner (local), "
+                         "--runner=DataflowRunner, --runner=FlinkRunner: without it Beam's DirectRunner first "
+                         "tries to download the Prism runner from the internet")
+    if runners[-1] in ("DirectRunner", "SwitchingDirectRunner", "PrismRunner"):
+        raise ValueError(f"beam_pipeline_args: --runner={runners[-1]} tries to download the Prism runner at run "
+                         "time; use --runner=FnApiRunner (the same local engine, with --direct_running_mode "
+                         "and --direct_num_workers)")
+    return args
 
 
 def trainer_config(config: PipelineConfig, **overrides: Any) -> Dict[str, Any]:

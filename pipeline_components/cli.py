@@ -68,7 +68,8 @@ def _airflow_days(config, dates: List[dt.date]) -> List[float]:
     for date in dates:
         log = os.path.join(config.home, "logs_airflow", f"dags_test_{date}.log")
         print(f"[airflow] dags test {config.pipeline_name} {date} (log: {log}) ...", flush=True)
-        seconds = airflow_local.dags_test(config.pipeline_name, date.isoformat(), env, log)
+        seconds = airflow_local.dags_test(config.pipeline_name, date.isoformat(), env, log,
+                                          progress=lambda line: print(line, flush=True))
         times.append(seconds)
         print(f"[airflow] {date} succeeded in {seconds:.1f}s", flush=True)
     return times

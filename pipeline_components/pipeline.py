@@ -41,6 +41,13 @@ def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.R
         evidence_root=config.evidence_root)
 
 
+def statistics_gen_component(config: PipelineConfig, examples) -> Any:
+    """StatisticsGen on a sample of each split (configs/pipeline.yaml, ``statistics``, says why that suffices)."""
+    import tensorflow_data_validation as tfdv
+    return tfx.components.StatisticsGen(
+        examples=examples, stats_options=tfdv.StatsOptions(sample_rate=float(config.statistics["sample_rate"])))
+
+
 def create_components(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter],
                       until: Optional[str] = None,
                       push: Union[int, data_types.RuntimeParameter] = 1) -> List[Any]:
@@ -48,7 +55,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     (benchmarks and tests that stop at Transform or the Trainer)."""
     join = config.log_join
     example_gen = log_join_component(config, run_date)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = statistics_gen_component(config, example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.tfdv_schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])

@@ -1,41 +1,105 @@
-"""The Beam side of the log join: a PTransform over keyed event rows.
+"""The Beam side of the log join: hash-partitioned Arrow batches through one shuffle.
+
+Why batches: with one Python dict per row through CoGroupByKey, the join ran at
+8,000 input rows/s on a core, almost all of it per-row Python in Beam. Here each
+chunk's rows are split by ``bucket = hash(impression_id) % B`` into Arrow IPC
+blobs (``partition``); one GroupByKey brings a bucket's blobs from the three logs
+together; the bucket is joined with pyarrow kernels (``join_logic.join_tables``)
+and comes out in hash order, ready to write. The shuffle carries about B x chunks
+elements instead of one per row, and it is the only one: the label-independent
+write order needs no second GroupByKey. Elements are bytes (IPC), so the same
+graph runs on Dataflow or Flink, whose workers share nothing with the launcher.
 
 Separate from the component so that property tests can feed it random event
 streams and compare it with a pure-Python reference join.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Iterator, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 
 from pipeline_components.components import join_logic
 
+LOGS = ("impressions", "clicks", "conversions")
+# The join reads only these columns of the event logs; their other fields stay out of the shuffle.
+EVENT_COLUMNS = ("impression_id", "timestamp")
 
-class _JoinGroup(beam.DoFn):
-    def __init__(self, window_us: int):
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(blob: bytes) -> pa.Table:
+    return pa.ipc.open_stream(blob).read_all()
+
+
+def partition(log: str, table: pa.Table, buckets: int) -> Iterator[Tuple[int, Tuple[str, bytes]]]:
+    """(bucket, (log, IPC blob of the bucket's rows)) for each bucket the table's rows fall in."""
+    if log != "impressions":
+        table = table.select(list(EVENT_COLUMNS))
+    of = join_logic.bucket_of(join_logic.id_hashes(table.column("impression_id")), buckets)
+    order = np.argsort(of, kind="stable")
+    table, of = table.take(pa.array(order)), of[order]
+    present, starts = np.unique(of, return_index=True)
+    ends = np.append(starts[1:], len(of))
+    for b, s, e in zip(present, starts, ends):
+        yield int(b), (log, to_ipc(table.slice(int(s), int(e - s))))
+
+
+def _concat(blobs) -> Optional[pa.Table]:
+    tables = [from_ipc(b) for b in blobs]
+    if not tables:
+        return None
+    # Chunks may differ in their extra (unknown) columns: those travel on as nulls where absent.
+    return pa.concat_tables(tables, promote=True)
+
+
+class _JoinBucket(beam.DoFn):
+    def __init__(self, window_us: int, eval_percent: int):
         self._window_us = window_us
+        self._eval_percent = eval_percent
 
     def process(self, element):
-        key, groups = element
-        row, counts = join_logic.join_impression(groups.get("impressions", []), groups.get("clicks", []),
-                                                 groups.get("conversions", []), self._window_us)
+        _, parts = element
+        blobs = {log: [] for log in LOGS}
+        for log, blob in parts:
+            blobs[log].append(blob)
+        impressions = _concat(blobs["impressions"])
+        if impressions is None:
+            impressions = join_logic.empty_events()
+        joined, counts = join_logic.join_tables(impressions, _concat(blobs["clicks"]),
+                                                _concat(blobs["conversions"]), self._window_us)
+        if joined.num_rows:
+            for split, table in join_logic.in_write_order(joined, self._eval_percent).items():
+                counts[f"examples.{split}"] += table.num_rows
+                if table.num_rows:
+                    yield split, table
+            counts["examples.clicks"] += int(np.sum(joined.column("click").to_numpy()))
+            counts["examples.conversions"] += int(np.sum(joined.column("conversion").to_numpy()))
+            for d in joined.column("scene").value_counts().to_pylist():
+                counts[f"examples.scene={d['values']}"] += d["counts"]
         for name, n in counts.items():
             if n:
                 yield beam.pvalue.TaggedOutput("counts", (name, n))
-        if row is not None:
-            yield row
 
 
 class JoinLogs(beam.PTransform):
-    """{'impressions'|'clicks'|'conversions': PCollection[(impression_id, row)]} ->
-    (labelled impression rows, (bucket, count) pairs)."""
+    """PCollection[(bucket, (log, IPC blob))] -> ((split, labelled Arrow table in write order) per
+    bucket, (count name, n) pairs)."""
 
-    def __init__(self, window_us: int):
+    def __init__(self, window_us: int, eval_percent: int):
         super().__init__()
         self._window_us = window_us
+        self._eval_percent = eval_percent
 
-    def expand(self, keyed: Dict[str, beam.PCollection]):
-        result = (keyed | "CoGroup" >> beam.CoGroupByKey()
-                  | "Join" >> beam.ParDo(_JoinGroup(self._window_us)).with_outputs("counts", main="rows"))
+    def expand(self, parts: beam.PCollection):
+        result = (parts | "GroupByBucket" >> beam.GroupByKey()
+                  | "Join" >> beam.ParDo(_JoinBucket(self._window_us, self._eval_percent)).with_outputs(
+                      "counts", main="rows"))
         return result.rows, result.counts

@@ -36,10 +36,10 @@ from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx_bsl.coders import example_coder
 
-from pipeline_components.components import join_beam, join_logic, raw_logs
+from pipeline_components.components import join_beam, join_logic, raw_logs, tfrecord_blocks
 from pipeline_components.spans import date_to_span, parse_run_date
 
-LOGS = ("impressions", "clicks", "conversions")
+LOGS = join_beam.LOGS
 DAY_US = raw_logs.DAY_US
 
 
@@ -76,13 +76,17 @@ class LogJoinSpec(types.ComponentSpec):
 
 
 class _ReadChunk(beam.DoFn):
-    def __init__(self, schema_path: Optional[str]):
+    """Reads one chunk, validates it (raw_logs.read_table) and splits its good rows by join bucket."""
+
+    def __init__(self, schema_path: Optional[str], buckets: int):
         super().__init__()
         self._schema_path = schema_path
+        self._buckets = buckets
 
     def process(self, chunk: raw_logs.Chunk):
-        rows, quarantine, notes = raw_logs.read_chunk(chunk, self._schema_path)
-        n_input = len(rows) + sum(q["rows"] for q in quarantine if q["row"] is not None)
+        table, quarantine, notes = raw_logs.read_table(chunk, self._schema_path)
+        good = table.num_rows if table is not None else 0
+        n_input = good + sum(q["rows"] for q in quarantine if q["row"] is not None)
         yield beam.pvalue.TaggedOutput("counts", (f"{chunk.log}.input", n_input))
         for q in quarantine:
             if q["row"] is None:
@@ -93,8 +97,8 @@ class _ReadChunk(beam.DoFn):
             yield beam.pvalue.TaggedOutput("quarantine", json.dumps(q, sort_keys=True, default=str))
         for note in notes:
             yield beam.pvalue.TaggedOutput("notes", note)
-        for row in rows:
-            yield row["impression_id"], row
+        if good:
+            yield from join_beam.partition(chunk.log, table, self._buckets)
 
 
 def list_column(col: pa.Array) -> pa.Array:
@@ -110,28 +114,25 @@ def list_column(col: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), col.filter(pa.array(valid)))
 
 
-def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
-    """Serialises a batch of joined rows with tfx_bsl's C++ encoder (5x faster than building protos in Python)."""
-    table = pa.Table.from_pylist(rows)
-    # A column that is null in every row of the batch has no type to encode: those rows lack it.
+def encode_table(table: pa.Table) -> List[bytes]:
+    """Serialises labelled rows with tfx_bsl's C++ encoder (5x faster than building protos in Python)."""
+    # A column that is null in every row has no type to encode: those rows lack it.
     keep = [n for n, c in zip(table.column_names, table.columns) if not pa.types.is_null(c.type)]
     batch = pa.RecordBatch.from_arrays([list_column(table.column(n).combine_chunks()) for n in keep], names=keep)
     return example_coder.RecordBatchToExamples(batch)
 
 
-class _Label(beam.DoFn):
-    """Counts a labelled impression and assigns its split."""
+def encode_examples(rows: List[Dict[str, Any]]) -> List[bytes]:
+    return encode_table(pa.Table.from_pylist(rows))
 
-    def __init__(self, eval_percent: int):
-        self._eval_percent = eval_percent
 
-    def process(self, row):
-        split = join_logic.split_of(row["impression_id"], self._eval_percent)
-        yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", 1))
-        yield beam.pvalue.TaggedOutput("counts", (f"examples.scene={row['scene']}", 1))
-        yield beam.pvalue.TaggedOutput("counts", ("examples.clicks", row["click"]))
-        yield beam.pvalue.TaggedOutput("counts", ("examples.conversions", row["conversion"]))
-        yield split, row
+class _Encode(beam.DoFn):
+    """(split, labelled table) -> one block of framed tf.Example records on the split's output, in the
+    table's order (tfrecord_blocks.py says why blocks)."""
+
+    def process(self, element):
+        split, table = element
+        yield beam.pvalue.TaggedOutput(split, tfrecord_blocks.frame(encode_table(table)))
 
 
 def _write_json(obj: Any, path: str) -> None:
@@ -218,38 +219,29 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
         counts_path = os.path.join(report.uri, "counts.json")
         with self._make_beam_pipeline() as p:
-            per_log = {}
+            parts = []
             count_pcolls = []
             for log in LOGS:
                 read = (p | f"Plan[{log}]" >> beam.Create([c for c in chunks if c.log == log])
                         | f"Reshuffle[{log}]" >> beam.Reshuffle()
-                        | f"Read[{log}]" >> beam.ParDo(_ReadChunk(exec_properties.get("raw_schema_path"))).with_outputs(
-                            "counts", "quarantine", "notes", main="rows"))
-                per_log[log] = read.rows
+                        | f"Read[{log}]" >> beam.ParDo(
+                            _ReadChunk(exec_properties.get("raw_schema_path"), buckets)).with_outputs(
+                            "counts", "quarantine", "notes", main="parts"))
+                parts.append(read.parts)
                 count_pcolls.append(read.counts)
                 (read.quarantine | f"WriteQuarantine[{log}]" >> beam.io.WriteToText(
                     os.path.join(report.uri, "quarantine", log), file_name_suffix=".jsonl"))
                 count_pcolls.append(read.notes | f"CountNotes[{log}]" >> beam.Map(lambda n: (f"note.{n}", 1)))
-            rows, join_counts = per_log | "JoinLogs" >> join_beam.JoinLogs(window_us)
-            joined = rows | "Label" >> beam.ParDo(_Label(int(exec_properties["eval_percent"]))
-                                                  ).with_outputs("counts", main="examples")
-            count_pcolls.extend([join_counts, joined.counts])
+            # One shuffle by hash bucket joins the logs and sets the label-independent write order
+            # (each bucket in hash order of the id; join_logic.write_order_key says why).
+            labelled, join_counts = (parts | "FlattenParts" >> beam.Flatten()
+                                     | "JoinLogs" >> join_beam.JoinLogs(window_us, int(exec_properties["eval_percent"])))
+            count_pcolls.append(join_counts)
+            encoded = labelled | "Encode" >> beam.ParDo(_Encode()).with_outputs("train", "eval")
             for split in ("train", "eval"):
-                (joined.examples
-                 | f"Filter[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
-                 | f"Value[{split}]" >> beam.Values()
-                 # Label-independent order (hash of the id): the join emits rows in group order,
-                 # clicked impressions clustered, which biased the Trainer's last steps
-                 # (join_logic.write_order_key says how).
-                 | f"OrderKey[{split}]" >> beam.Map(
-                     lambda row: (join_logic.write_order_bucket(row["impression_id"], buckets), row))
-                 | f"OrderGroup[{split}]" >> beam.GroupByKey()
-                 | f"Order[{split}]" >> beam.FlatMap(lambda kv: join_logic.in_write_order(kv[1]))
-                 | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=512, max_batch_size=8192)
-                 | f"Encode[{split}]" >> beam.FlatMap(encode_examples)
-                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                     os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord"),
-                     file_name_suffix=".gz"))
+                (encoded[split] | f"Write[{split}]" >> tfrecord_blocks.WriteTFRecordBlocks(
+                    os.path.join(artifact_utils.get_split_uri([examples], split), "data_tfrecord"),
+                    file_name_suffix=".gz"))
             (count_pcolls | "FlattenCounts" >> beam.Flatten()
              | "Sum" >> beam.CombinePerKey(sum)
              | "ToDict" >> beam.combiners.ToDict()

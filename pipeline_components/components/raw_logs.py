@@ -80,7 +80,14 @@ def _is_primitive(t: pa.DataType) -> bool:
 
 def read_chunk(chunk: Chunk, schema_path: str | None = None
                ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[str]]:
-    """Returns (good rows as dicts with int64-micro timestamps, quarantine records, notes).
+    """``read_table`` with the good rows as dicts."""
+    good, quarantine, notes = read_table(chunk, schema_path)
+    return (good.to_pylist() if good is not None else []), quarantine, notes
+
+
+def read_table(chunk: Chunk, schema_path: str | None = None
+               ) -> Tuple[pa.Table | None, List[Dict[str, Any]], List[str]]:
+    """Returns (good rows with int64-micro timestamps, or None; quarantine records; notes).
 
     A file that cannot be opened yields one quarantine record with ``row=None``
     (its rows cannot be counted: the record says so). Extra columns are noted,
@@ -89,11 +96,11 @@ def read_chunk(chunk: Chunk, schema_path: str | None = None
     schema = load_raw_schema(schema_path) if schema_path else load_raw_schema()
     fields: Dict[str, Dict[str, Any]] = schema["logs"][chunk.log]["fields"]
     if chunk.row_group < 0:
-        return [], list(_quarantine_rows(chunk, None, None, "unreadable file: not a valid Parquet file")), []
+        return None, list(_quarantine_rows(chunk, None, None, "unreadable file: not a valid Parquet file")), []
     try:
         table = pq.ParquetFile(chunk.path).read_row_group(chunk.row_group)
     except Exception as exc:  # noqa: BLE001
-        return [], list(_quarantine_rows(chunk, None, None, f"unreadable row group {chunk.row_group}: {exc}")), []
+        return None, list(_quarantine_rows(chunk, None, None, f"unreadable row group {chunk.row_group}: {exc}")), []
 
     notes = [f"{chunk.log}: unexpected column '{c}' in {chunk.path}" for c in table.column_names if c not in fields]
     bad = np.zeros(table.num_rows, dtype=bool)
@@ -137,11 +144,10 @@ def read_chunk(chunk: Chunk, schema_path: str | None = None
             reject((ts < day * DAY_US) | (ts >= (day + 1) * DAY_US), f"{name} outside partition day {chunk.date}")
         columns[name] = col
     if bad.all() or not columns or len(columns) < len(fields):
-        return [], quarantine, notes
+        return None, quarantine, notes
     # Unknown columns travel on into the examples, where ExampleValidator reports them
     # against the curated schema (schema drift stops the run before training).
     for name in table.column_names:
         if name not in fields and _is_primitive(table.column(name).type):
             columns[name] = table.column(name).combine_chunks()
-    good = pa.table(columns).filter(pa.array(~bad))
-    return good.to_pylist(), quarantine, notes
+    return pa.table(columns).filter(pa.array(~bad)), quarantine, notes

@@ -9,9 +9,10 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from pipeline_components.orchestration import compiled
+from pipeline_components.orchestration.progress import follow
 from configs import REPO_ROOT, PipelineConfig, tf_env
 
 DAGS_FOLDER = os.path.join(REPO_ROOT, "dags")
@@ -89,12 +90,19 @@ def _airflow_cmd() -> List[str]:
 
 
 def run_airflow(args: List[str], env: Dict[str, str], log_path: Optional[str] = None,
-                check: bool = True) -> subprocess.CompletedProcess:
+                check: bool = True, progress: Optional[Callable[[str], None]] = None,
+                prefix: str = "") -> subprocess.CompletedProcess:
+    """Runs an Airflow CLI command. With ``log_path`` its output goes there; with ``progress`` too,
+    each task's start and end (and a heartbeat while one runs) is passed to ``progress``."""
     cmd = _airflow_cmd() + args
     if log_path:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         with open(log_path, "w") as fh:
-            proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+            if progress is None:
+                proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+            else:
+                popen = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+                proc = subprocess.CompletedProcess(cmd, follow(popen, log_path, progress, prefix=prefix))
     else:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
@@ -129,8 +137,11 @@ def prepare(config: PipelineConfig) -> Dict[str, str]:
     return env
 
 
-def dags_test(dag_id: str, date: str, env: Dict[str, str], log_path: str) -> float:
-    """Executes one DAG run for the logical date in-process (`airflow dags test`); returns seconds."""
+def dags_test(dag_id: str, date: str, env: Dict[str, str], log_path: str,
+              progress: Optional[Callable[[str], None]] = None) -> float:
+    """Executes one DAG run for the logical date in-process (`airflow dags test`); returns seconds.
+    ``progress`` gets a line per task start and end (see orchestration/progress.py)."""
     t0 = time.time()
-    run_airflow(["dags", "test", dag_id, date], env, log_path=log_path)
+    run_airflow(["dags", "test", dag_id, date], env, log_path=log_path, progress=progress,
+                prefix=f"[airflow] {date}   ")
     return time.time() - t0

@@ -32,3 +32,10 @@ def test_runner_config_uses_only_real_beam_options_and_reaches_the_pipeline(path
     assert _unknown_flags(config.beam_pipeline_args) == []
     pipeline = create_pipeline(config, "2026-11-20")
     assert pipeline.beam_pipeline_args == config.beam_pipeline_args
+
+
+@pytest.mark.parametrize("args", [[], ["--direct_num_workers=1"], ["--runner=DirectRunner"], ["--runner="]])
+def test_a_config_that_would_let_beam_download_prism_is_refused(args, tmp_path):
+    config = load_config(home=str(tmp_path), overrides={"beam_pipeline_args": args})
+    with pytest.raises(ValueError, match="Prism"):
+        config.beam_pipeline_args

@@ -37,6 +37,17 @@ def _serialize(df: pd.DataFrame):
     return tf.constant(out)
 
 
+def test_no_beam_stage_tries_to_download_a_runner(day1):
+    """With no runner named, Beam 2.74's DirectRunner logs "Running pipeline with PrismRunner" and
+    tries to download the Prism binary before it falls back; the config names FnApiRunner."""
+    with open(os.path.join(day1.home, "airflow_day1.log")) as fh:
+        log = fh.read()
+    for stage in ("LogJoinExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+        assert f"{stage} finished for run_date {DAY1.isoformat()}" in log
+    assert "prism" not in log.lower()
+    assert "github.com/apache/beam/releases" not in log
+
+
 def test_day1_is_joined_for_its_span_blessed_and_pushed(day1):
     runs = report.collect_runs(day1)
     assert [r.span_date for r in runs] == [DAY1.isoformat()]

@@ -1,12 +1,15 @@
-"""Property: the Beam join equals a small pure-Python reference join on random event streams."""
+"""Property: the Beam join equals a small pure-Python reference join on random event streams,
+and the vectorised join of a bucket equals the per-id rules of join_logic.join_impression."""
 import collections
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline_components.components.join_beam import JoinLogs
+from pipeline_components.components import join_logic
+from pipeline_components.components.join_beam import JoinLogs, partition
 
 WINDOW = 100
 IDS = [f"i{n}" for n in range(6)]
@@ -50,20 +53,56 @@ def reference_join(imps, clicks, convs, window):
     return rows, {k: v for k, v in counts.items() if v}
 
 
+def _tables(imps, clicks, convs):
+    return (pa.table({"impression_id": pa.array([i for i, _, _ in imps], pa.string()),
+                      "timestamp": pa.array([t for _, t, _ in imps], pa.int64()),
+                      "scene": pa.array([s for _, _, s in imps], pa.string())}),
+            pa.table({"impression_id": pa.array([i for i, _ in clicks], pa.string()),
+                      "timestamp": pa.array([t for _, t in clicks], pa.int64()),
+                      "page": pa.array(["p"] * len(clicks), pa.string())}),   # not needed by the join
+            pa.table({"impression_id": pa.array([i for i, _ in convs], pa.string()),
+                      "timestamp": pa.array([t for _, t in convs], pa.int64())}))
+
+
+def _rows(tables):
+    return [{k: r[k] for k in ("impression_id", "scene", "click", "conversion")}
+            for t in tables for r in t.to_pylist()]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(imps=imp_st, clicks=event_st, convs=event_st)
-def test_beam_join_equals_reference(imps, clicks, convs):
+@given(imps=imp_st, clicks=event_st, convs=event_st, buckets=st.integers(1, 4))
+def test_beam_join_equals_reference(imps, clicks, convs, buckets):
     want_rows, want_counts = reference_join(imps, clicks, convs, WINDOW)
-    with beam.Pipeline() as p:
-        keyed = {
-            "impressions": p | "I" >> beam.Create(
-                [(i, {"impression_id": i, "timestamp": ts, "scene": s}) for i, ts, s in imps]),
-            "clicks": p | "C" >> beam.Create([(i, {"impression_id": i, "timestamp": ts}) for i, ts in clicks]),
-            "conversions": p | "V" >> beam.Create([(i, {"impression_id": i, "timestamp": ts}) for i, ts in convs]),
-        }
-        rows, counts = keyed | JoinLogs(WINDOW)
-        assert_that(rows, equal_to(want_rows), label="rows")
-        assert_that(counts | beam.CombinePerKey(sum), equal_to(list(want_counts.items())), label="counts")
+    parts = [p for log, t in zip(("impressions", "clicks", "conversions"), _tables(imps, clicks, convs))
+             if t.num_rows for p in partition(log, t, buckets)]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        rows, counts = p | beam.Create(parts, reshuffle=False) | JoinLogs(WINDOW, eval_percent=20)
+        labelled = rows | beam.FlatMap(lambda kv: _rows([kv[1]]))
+        assert_that(labelled, equal_to(want_rows), label="rows")
+        examples = counts | "Examples" >> beam.Filter(lambda kv: kv[0].startswith("examples."))
+        assert_that(counts | "Buckets" >> beam.Filter(lambda kv: not kv[0].startswith("examples."))
+                    | beam.CombinePerKey(sum), equal_to(list(want_counts.items())), label="counts")
+        n_examples = examples | beam.Filter(lambda kv: kv[0] in ("examples.train", "examples.eval")) | beam.Values()
+        assert_that(n_examples | beam.CombineGlobally(sum), equal_to([len(want_rows)]), label="examples")
     # Every input row is in exactly one bucket.
     for log, n in (("impressions", len(imps)), ("clicks", len(clicks)), ("conversions", len(convs))):
         assert sum(v for k, v in want_counts.items() if k.startswith(log + ".")) == n
+
+
+@settings(max_examples=60, deadline=None)
+@given(imps=imp_st, clicks=event_st, convs=event_st)
+def test_the_vectorised_join_applies_the_per_id_rules(imps, clicks, convs):
+    imp_t, click_t, conv_t = _tables(imps, clicks, convs)
+    got, got_counts = join_logic.join_tables(imp_t, click_t, conv_t, WINDOW)
+    want, want_counts = [], collections.Counter()
+    for iid in sorted({i for i, _, _ in imps} | {i for i, _ in clicks} | {i for i, _ in convs}):
+        row, counts = join_logic.join_impression(
+            [r for r in imp_t.to_pylist() if r["impression_id"] == iid],
+            [r for r in click_t.to_pylist() if r["impression_id"] == iid],
+            [r for r in conv_t.to_pylist() if r["impression_id"] == iid], WINDOW)
+        want_counts.update(counts)
+        if row is not None:
+            want.append(row)
+    key = lambda r: r["impression_id"]  # noqa: E731
+    assert sorted(got.to_pylist(), key=key) == sorted(want, key=key)
+    assert {k: v for k, v in got_counts.items() if v} == {k: v for k, v in want_counts.items() if v}

@@ -13,15 +13,18 @@ from tfx import v1 as tfx
 from loggen import write_days
 from pipeline_components.components.anomalies_gate import AnomaliesGate
 from configs import load_config
-from pipeline_components.pipeline import log_join_component
+from pipeline_components.pipeline import log_join_component, statistics_gen_component
 from schemas import TFDV_SCHEMA_PATH
 
 DAY = dt.date(2026, 11, 20)
 
 
 def _validation_pipeline(home, logs_root):
-    join = log_join_component(load_config(home=home, overrides={"paths": {"logs": logs_root}}), DAY.isoformat())
-    stats = tfx.components.StatisticsGen(examples=join.outputs["examples"])
+    # The pipeline's own StatisticsGen, sampling as configured (configs/pipeline.yaml, statistics).
+    config = load_config(home=home, overrides={"paths": {"logs": logs_root}})
+    assert config.statistics["sample_rate"] < 1
+    join = log_join_component(config, DAY.isoformat())
+    stats = statistics_gen_component(config, join.outputs["examples"])
     schema = tfx.components.ImportSchemaGen(schema_file=TFDV_SCHEMA_PATH)
     validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
