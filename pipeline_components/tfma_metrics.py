@@ -5,9 +5,11 @@ Why: TFMA 0.47 feeds its combiners one example at a time, and its native AUC, Bi
 Calibration/MeanLabel and ExampleCount each convert every example again
 (``metric_util.to_label_prediction_example_weight``) and update a histogram in Python: about five
 combiners per head, times three heads, two models and 1 + scenes slices. Here ``add_input`` only
-appends floats to lists; every 8192 examples they are turned into arrays and reduced with numpy.
+appends one row of floats; every 8192 examples the rows become an array reduced with numpy.
 
-AUC is the Mann-Whitney statistic on the float32 predictions (ties count one half): a sparse
+AUC is the Mann-Whitney statistic on the float32 predictions (ties count one half; Mann and
+Whitney, Annals of Mathematical Statistics, 1947; its equality with the ROC area: Hanley and McNeil,
+Radiology, 1982), NaN where a slice has no positive or no negative label. It comes from a sparse
 histogram keyed by each prediction's float32 bit pattern (monotone for non-negative floats), so it
 merges by ``np.unique`` + ``np.bincount`` and is exact until a histogram holds more than
 ``MAX_BUCKETS`` distinct predictions; past that the keys drop low mantissa bits, one at a time,
