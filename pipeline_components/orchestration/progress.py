@@ -35,32 +35,46 @@ def _ts(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
-def task_spans(lines) -> List[TaskSpan]:
-    """The tasks of a `dags test` log in the order they started, with their start and end times."""
-    spans: List[TaskSpan] = []
-    open_: dict = {}
-    for line in lines:
+class _Parser:
+    """Reads a `dags test` log line by line, keeping each task's span (so a growing log is read once)."""
+
+    def __init__(self):
+        self.spans: List[TaskSpan] = []
+        self._open: dict = {}
+
+    def feed(self, line: str) -> Optional[TaskSpan]:
+        """Returns the span that this line started or ended, if any."""
         m = _LINE.match(line)
         if m:
             if m["what"] == "starting":
-                open_[m["task"]] = TaskSpan(m["task"], _ts(m["ts"]))
-                spans.append(open_[m["task"]])
-            elif m["task"] in open_:
-                open_.pop(m["task"]).end = _ts(m["ts"])
-            continue
+                self._open[m["task"]] = TaskSpan(m["task"], _ts(m["ts"]))
+                self.spans.append(self._open[m["task"]])
+                return self.spans[-1]
+            if m["task"] in self._open:
+                span = self._open.pop(m["task"])
+                span.end = _ts(m["ts"])
+                return span
+            return None
         f = _FAILED.search(line)
-        if f and f["task"] in open_:
-            open_[f["task"]].failed = True
-    return spans
+        if f and f["task"] in self._open:
+            self._open[f["task"]].failed = True
+        return None
+
+
+def task_spans(lines) -> List[TaskSpan]:
+    """The tasks of a `dags test` log in the order they started, with their start and end times."""
+    parser = _Parser()
+    for line in lines:
+        parser.feed(line)
+    return parser.spans
 
 
 def follow(proc: subprocess.Popen, log_path: str, emit: Callable[[str], None], prefix: str = "",
            heartbeat_s: float = 30.0, poll_s: float = 0.5) -> int:
     """Prints a line when a task starts and ends (with its time), and every ``heartbeat_s``
     which task is still running; returns the process's exit code."""
-    seen: List[TaskSpan] = []
+    parser = _Parser()
     pos, buffer = 0, ""
-    lines: List[str] = []
     last_beat = time.monotonic()
     while True:
         done = proc.poll() is not None
@@ -71,18 +85,17 @@ def follow(proc: subprocess.Popen, log_path: str, emit: Callable[[str], None], p
                 pos = fh.tell()
             buffer += chunk
             *complete, buffer = buffer.split("\n")
-            lines.extend(complete)
-            spans = task_spans(lines)
-            for i, s in enumerate(spans):
-                before = seen[i] if i < len(seen) else None
-                if before is None:
-                    emit(f"{prefix}{s.task} ...")
-                if s.end and (before is None or before.end is None):
-                    emit(f"{prefix}{s.task} {'FAILED' if s.failed else 'done'} in {s.seconds:.1f}s")
-            seen = [dataclasses.replace(s) for s in spans]
+            for line in complete:
+                span = parser.feed(line)
+                if span is None:
+                    continue
+                if span.end is None:
+                    emit(f"{prefix}{span.task} ...")
+                else:
+                    emit(f"{prefix}{span.task} {'FAILED' if span.failed else 'done'} in {span.seconds:.1f}s")
         if done:
             return proc.returncode
-        running = [s for s in seen if s.end is None]
+        running = [s for s in parser.spans if s.end is None]
         if running and time.monotonic() - last_beat >= heartbeat_s:
             s = running[-1]
             emit(f"{prefix}{s.task} running for {(dt.datetime.now(dt.timezone.utc) - s.start).total_seconds():.0f}s")
