@@ -157,6 +157,7 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
     import tensorflow as tf
     import tf_keras as keras
 
+    from trainer import optimizers
     from trainer.balancing import MultiTaskModel
     from trainer.input_fn import training_inputs
     from trainer.models import build_model
@@ -176,7 +177,7 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
                     {"cvr": tf.boolean_mask(y["cvr"], mask)})
         model = build_model("esmm", inputs.features, MODEL_PARAMS["esmm"])
         trainable = MultiTaskModel(model, {"cvr": 1.0})
-        trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
+        trainable.compile(optimizer=optimizers.make(cfg["optimizer"], cfg["learning_rate"]))
         trainable.fit(ds.map(clicked_only), epochs=epochs, verbose=0)
         export_serving_model(model, inputs, out)
     return aucs(prep.eval_frame, score(out, prep.eval_files))

@@ -75,6 +75,7 @@ def train_separate(prep: Prepared, seed: int, epochs: int) -> Dict[str, np.ndarr
     import tf_keras as keras
 
     from schemas import scene_of
+    from trainer import optimizers
     from trainer.input_fn import training_inputs
     from trainer.models import build_model
     from trainer.run import export_serving_model
@@ -96,7 +97,7 @@ def train_separate(prep: Prepared, seed: int, epochs: int) -> Dict[str, np.ndarr
                 int(cfg["batch_size"])).prefetch(tf.data.AUTOTUNE)
             model = build_model("esmm", inputs.features, ESMM)
             trainable = training_model(model, inputs.features, cfg)
-            trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
+            trainable.compile(optimizer=optimizers.make(cfg["optimizer"], cfg["learning_rate"]))
             trainable.fit(own, epochs=epochs, verbose=0)
             export_serving_model(model, inputs, out)
             print(f"[multi-domain] trained separate_{name}_seed{seed} in {time.time() - t0:.0f}s", flush=True)

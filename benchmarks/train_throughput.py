@@ -1,8 +1,13 @@
-"""Training throughput per model at batch 1024, and the input pipeline's overhead.
+"""Training throughput per model at batch 1024: against DeepCTR, and the input pipeline's overhead.
 
-    python -m benchmarks.train_throughput --impressions 200000 --steps 100
+    python -m benchmarks.train_throughput --impressions 200000 --steps 300 --rounds 3
 
-For each model of the zoo, two timed runs of ``--steps`` training steps after a
+Table 1 (``benchmarks/peer_speed.py``): examples/s on in-memory tensors of the project's models
+(``MultiTaskModel``), the same models under a plain compiled ``fit``, and their DeepCTR 0.9.4
+namesakes, in the configuration of ``../shared/PERFORMANCE.md``, alternating the three ``--rounds``
+times; the median round is reported, with the ratios project / DeepCTR and project / plain.
+
+Table 2: for each model of the zoo, two timed runs of ``--steps`` training steps after a
 warm-up (graph tracing and the first fill of the shuffle buffer excluded):
 - trainer: the Trainer's own input pipeline (gzip TFRecords -> shuffle ->
   parse -> Transform graph) feeding ``MultiTaskModel.fit``;
@@ -55,11 +60,43 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--models", nargs="+", default=list(MODEL_PARAMS))
     ap.add_argument("--workdir", default="/tmp/model-quality")
+    ap.add_argument("--rounds", type=int, default=3, help="table 1: alternating rounds per model")
+    ap.add_argument("--peer-models", nargs="+", default=["shared_bottom", "esmm", "mmoe", "ple"])
+    ap.add_argument("--only", choices=["peer", "input"], help="print one table only")
     args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores", flush=True)
+    if args.only != "input":
+        peer_table(args.peer_models, args.rounds)
+    if args.only != "peer":
+        input_table(args)
 
+
+def peer_table(models, rounds: int) -> None:
+    import numpy as np
+
+    from benchmarks import peers, peer_speed
+    peers.ensure("deepctr")
+    data = peer_speed.synthetic()
+    sides = ("project", "plain", "deepctr")
+    print(f"\nTable 1: in-memory examples/s, {len(data.y['ctr']):,} rows, batch 1024, 1 warm-up + 2 timed epochs, "
+          f"median of {rounds} alternating rounds")
+    print("| model | project | plain fit | DeepCTR | project / DeepCTR | train_step cost vs plain |")
+    print("|---|---|---|---|---|---|")
+    for name in models:
+        rates = {side: [] for side in sides}
+        for _ in range(rounds):
+            for side in sides:
+                rates[side].append(peer_speed.fit_rate(side, name, data))
+        med = {side: float(np.median(r)) for side, r in rates.items()}
+        print(f"| {name} | {med['project']:,.0f} | {med['plain']:,.0f} | {med['deepctr']:,.0f} | "
+              f"{med['project'] / med['deepctr']:.2f}× | {med['plain'] / med['project'] - 1:+.1%} |", flush=True)
+
+
+def input_table(args) -> None:
     import tensorflow as tf
     import tf_keras as keras
 
+    from trainer import optimizers
     from trainer.balancing import MultiTaskModel
     from trainer.input_fn import training_inputs
     from trainer.models import build_model
@@ -75,7 +112,7 @@ def main() -> None:
     stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *list(files_ds.take(50)))
     memory_ds = tf.data.Dataset.from_tensor_slices(stacked).repeat()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; batch {batch}; {args.steps} timed steps")
+    print(f"\nTable 2: the Trainer's input pipeline; batch {batch}; {args.steps} timed steps")
     print("| model | parameters | trainer examples/s | in-memory examples/s | input overhead |")
     print("|---|---|---|---|---|")
     for name in args.models:
@@ -84,7 +121,7 @@ def main() -> None:
             tf.keras.utils.set_random_seed(0)
             model = build_model(name, inputs.features, MODEL_PARAMS[name])
             trainable = MultiTaskModel(model, cfg["loss_weights"])
-            trainable.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])))
+            trainable.compile(optimizer=optimizers.make(cfg["optimizer"], cfg["learning_rate"]))
             rates.append(_fit_rate(trainable, ds, args.steps, batch))
         print(f"| {name} | {model.count_params():,} | {rates[0]:,.0f} | {rates[1]:,.0f} | "
               f"{1 - rates[0] / rates[1]:.0%} |", flush=True)

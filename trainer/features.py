@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Tuple
 import tf_keras as keras
 
 from schemas import Feature, FeatureSpec
+from trainer import initializers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,7 @@ def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: 
         x = inputs[f.feature.name]
         if f.feature.is_sparse:
             e = keras.layers.Embedding(f.cardinality, f.feature.embedding_dim, embeddings_regularizer=reg,
+                                       embeddings_initializer=initializers.embedding(),
                                        name=f"{prefix}_{f.feature.name}")(x)
             parts.append(keras.layers.Flatten(name=f"{prefix}_{f.feature.name}_flat")(e))
         else:

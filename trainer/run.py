@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
-from trainer import distribution  # noqa: E402
+from trainer import distribution, optimizers  # noqa: E402
 from trainer.input_fn import TrainingInputs, training_inputs  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.models.transfer import attention_summary  # noqa: E402
@@ -95,7 +95,7 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     with strategy.scope():
         model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
         trainable = training_model(model, inputs.features, config)
-        trainable.compile(optimizer=keras.optimizers.Adam(float(config["learning_rate"])),
+        trainable.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]),
                           metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
     t0 = time.time()
     history = trainable.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,

@@ -5,6 +5,8 @@ from typing import Sequence
 
 import tf_keras as keras
 
+from trainer import initializers
+
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class DNN(keras.layers.Layer):
@@ -18,7 +20,8 @@ class DNN(keras.layers.Layer):
         self.dropout = float(dropout)
         self.l2 = float(l2)
         reg = keras.regularizers.l2(self.l2) if self.l2 else None
-        self._dense = [keras.layers.Dense(u, activation=activation, kernel_regularizer=reg, name=f"dense_{i}")
+        self._dense = [keras.layers.Dense(u, activation=activation, kernel_regularizer=reg,
+                                          kernel_initializer=initializers.dense(), name=f"dense_{i}")
                        for i, u in enumerate(self.hidden_units)]
         self._dropout = [keras.layers.Dropout(self.dropout) for _ in self.hidden_units] if self.dropout else []
 

@@ -16,6 +16,7 @@ from typing import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer import initializers
 from trainer.layers.dnn import DNN
 
 
@@ -157,9 +158,11 @@ class DomainEmbedding(keras.layers.Layer):
         self.l2 = float(l2)
         reg = keras.regularizers.l2(self.l2) if self.l2 else None
         self._shared = keras.layers.Embedding(self.cardinality, self.shared_dim, embeddings_regularizer=reg,
-                                              name="shared")
+                                              embeddings_initializer=initializers.embedding(), name="shared")
         self._specific = (keras.layers.Embedding(self.num_domains * self.cardinality, self.domain_dim,
-                                                 embeddings_regularizer=reg, name="per_domain_embedding")
+                                                 embeddings_regularizer=reg,
+                                                 embeddings_initializer=initializers.embedding(),
+                                                 name="per_domain_embedding")
                           if self.domain_dim else None)
 
     def call(self, inputs):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer import initializers
+
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class ProbabilityProduct(keras.layers.Layer):
@@ -27,11 +29,11 @@ class AITMTransfer(keras.layers.Layer):
     def __init__(self, units: int = 32, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
-        self._h1 = keras.layers.Dense(self.units, name="transfer")
-        self._h2 = keras.layers.Dense(self.units, name="query")
-        self._h3 = keras.layers.Dense(self.units, name="key")
-        self._h4 = keras.layers.Dense(self.units, name="value")
-        self._project_q = keras.layers.Dense(self.units, name="project_current")
+        self._h1 = keras.layers.Dense(self.units, kernel_initializer=initializers.dense(), name="transfer")
+        self._h2 = keras.layers.Dense(self.units, kernel_initializer=initializers.dense(), name="query")
+        self._h3 = keras.layers.Dense(self.units, kernel_initializer=initializers.dense(), name="key")
+        self._h4 = keras.layers.Dense(self.units, kernel_initializer=initializers.dense(), name="value")
+        self._project_q = keras.layers.Dense(self.units, kernel_initializer=initializers.dense(), name="project_current")
 
     def call(self, inputs, return_weights: bool = False):
         p, q = inputs

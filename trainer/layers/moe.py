@@ -11,26 +11,68 @@ from typing import List, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer import initializers
 from trainer.layers.dnn import DNN
 
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class Experts(keras.layers.Layer):
-    """``num_experts`` independent DNNs on the same input; output (batch, num_experts, width)."""
+    """``num_experts`` independent DNNs on the same input; output (batch, num_experts, width).
+
+    Held as stacked weights rather than one ``DNN`` per expert: the first layer of every expert is
+    one matmul of the input against the experts' kernels side by side, (in, n * units), and each
+    further layer one batched matmul over the experts. On CPU at batch 1024 that is fewer, larger
+    kernels than n separate Dense stacks (``benchmarks/train_throughput.py`` measures it). Each
+    expert's kernels are initialised as its own Dense layer's would be (fan-in and fan-out of one
+    expert, not of the stack).
+    """
 
     def __init__(self, num_experts: int, expert_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
                  **kwargs):
         super().__init__(**kwargs)
         if int(num_experts) < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        if not expert_dnn_hidden_units:
+            raise ValueError("expert_dnn_hidden_units must name at least one layer")
         self.num_experts = int(num_experts)
         self.expert_dnn_hidden_units = [int(u) for u in expert_dnn_hidden_units]
         self.dropout = float(dropout)
-        self._experts = [DNN(self.expert_dnn_hidden_units, dropout=self.dropout, name=f"expert_{i}")
-                         for i in range(self.num_experts)]
+        self._dropout = [keras.layers.Dropout(self.dropout) for _ in self.expert_dnn_hidden_units] \
+            if self.dropout else []
+
+    def build(self, input_shape):
+        n, units = self.num_experts, self.expert_dnn_hidden_units
+        fan_in = int(input_shape[-1])
+        self.kernels, self.biases = [], []
+        for i, u in enumerate(units):
+            previous = fan_in if i == 0 else units[i - 1]
+            inits = [initializers.dense() for _ in range(n)]  # a fresh instance per expert: distinct draws
+            if i == 0:
+                shape = (previous, n * u)
+                init = (lambda shape, dtype=None, inits=inits, p=previous, u=u:
+                        tf.concat([f((p, u), dtype) for f in inits], axis=1))
+            else:
+                shape = (n, previous, u)
+                init = (lambda shape, dtype=None, inits=inits, p=previous, u=u:
+                        tf.stack([f((p, u), dtype) for f in inits]))
+            self.kernels.append(self.add_weight(f"kernel_{i}", shape, initializer=init))
+            self.biases.append(self.add_weight(f"bias_{i}", (n, u), initializer="zeros"))
+        super().build(input_shape)
 
     def call(self, inputs, training=None):
-        return tf.stack([e(inputs, training=training) for e in self._experts], axis=1)
+        n, units = self.num_experts, self.expert_dnn_hidden_units
+        x = tf.matmul(inputs, self.kernels[0])                          # (batch, n * units[0])
+        x = tf.transpose(tf.reshape(x, [-1, n, units[0]]), [1, 0, 2])  # (n, batch, units[0])
+        for i in range(len(units)):
+            if i:
+                x = tf.matmul(x, self.kernels[i])                       # batched over experts
+            x = tf.nn.relu(x + self.biases[i][:, None, :])
+            if self._dropout:
+                x = self._dropout[i](x, training=training)
+        return tf.transpose(x, [1, 0, 2])                               # (batch, n, width)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_experts, self.expert_dnn_hidden_units[-1])
 
     def get_config(self):
         return dict(super().get_config(), num_experts=self.num_experts,
@@ -46,7 +88,8 @@ class Gate(keras.layers.Layer):
         self.num_experts = int(num_experts)
         self.gate_dnn_hidden_units = [int(u) for u in gate_dnn_hidden_units]
         self._dnn = DNN(self.gate_dnn_hidden_units, name="gate_dnn") if self.gate_dnn_hidden_units else None
-        self._logits = keras.layers.Dense(self.num_experts, name="gate_logits")
+        self._logits = keras.layers.Dense(self.num_experts, kernel_initializer=initializers.dense(),
+                                          name="gate_logits")
 
     def call(self, inputs, training=None):
         x = self._dnn(inputs, training=training) if self._dnn is not None else inputs
@@ -63,7 +106,8 @@ class ExpertMix(keras.layers.Layer):
 
     def call(self, inputs):
         experts, gate = inputs
-        return tf.einsum("bnd,bn->bd", experts, gate)
+        # a broadcast product and a sum: MKL's einsum kernel for this contraction cost ~4x as much on CPU
+        return tf.reduce_sum(experts * gate[:, :, None], axis=1)
 
 
 @keras.utils.register_keras_serializable(package="rankpipe")

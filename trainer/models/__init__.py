@@ -1,10 +1,13 @@
-"""One module per architecture, named after its paper. ``build_model`` picks one by config name."""
+"""One module per architecture, named after its paper. ``build_model`` picks one by config name.
+
+Every family also takes ``initializers`` (``trainer/initializers.py``)."""
 from __future__ import annotations
 
 import importlib
 import inspect
 from typing import Any, Dict, List
 
+from trainer import initializers
 from trainer.features import InputFeature
 
 MODELS = {
@@ -23,7 +26,7 @@ MODELS = {
 def model_params(name: str) -> List[str]:
     module, fn = MODELS[name]
     builder = getattr(importlib.import_module(module), fn)
-    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")]
+    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")] + ["initializers"]
 
 
 def build_model(name: str, features: List[InputFeature], params: Dict[str, Any]):
@@ -35,4 +38,6 @@ def build_model(name: str, features: List[InputFeature], params: Dict[str, Any])
     if unknown:
         raise ValueError(f"model {name!r} does not take {unknown}; it takes {accepted}")
     module, fn = MODELS[name]
-    return getattr(importlib.import_module(module), fn)(features, **params)
+    params = dict(params)
+    with initializers.using(params.pop("initializers", None)):
+        return getattr(importlib.import_module(module), fn)(features, **params)

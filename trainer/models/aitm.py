@@ -12,6 +12,7 @@ from typing import List, Sequence
 
 import tf_keras as keras
 
+from trainer import initializers
 from trainer.features import InputFeature
 from trainer.layers import DNN, AITMTransfer, BehaviorCalibrator, ConditionalProbability
 from trainer.models.common import TASKS, bottom, check_tasks
@@ -25,8 +26,9 @@ def build_aitm(features: List[InputFeature], tower_dnn_hidden_units: Sequence[in
     click = DNN(tower_dnn_hidden_units, dropout=dropout, name="ctr_tower")(shared)
     conversion = DNN(tower_dnn_hidden_units, dropout=dropout, name="ctcvr_tower")(shared)
     transferred = AITMTransfer(int(tower_dnn_hidden_units[-1]), name="ait")([click, conversion])
-    ctr = keras.layers.Dense(1, activation="sigmoid", name="ctr")(click)
-    raw = keras.layers.Dense(1, activation="sigmoid", name="ctcvr_raw")(transferred)
+    ctr = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=initializers.dense(), name="ctr")(click)
+    raw = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=initializers.dense(),
+                             name="ctcvr_raw")(transferred)
     ctcvr = BehaviorCalibrator(calibrator_alpha, name="ctcvr")([raw, ctr])
     cvr = ConditionalProbability(name="cvr")([ctcvr, ctr])
     return keras.Model(inputs, {"ctr": ctr, "cvr": cvr, "ctcvr": ctcvr}, name="aitm")

@@ -11,6 +11,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import tf_keras as keras
 
+from trainer import initializers
 from trainer.features import InputFeature, build_inputs, embed
 from trainer.layers import DNN, ProbabilityProduct
 
@@ -35,6 +36,7 @@ def esmm_heads(task_inputs: Dict[str, object], tower_dnn_hidden_units: Sequence[
     heads = {}
     for task, x in task_inputs.items():
         tower = DNN(tower_dnn_hidden_units, dropout=dropout, name=f"{task}_tower")(x)
-        heads[task] = keras.layers.Dense(1, activation="sigmoid", name=task)(tower)
+        heads[task] = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=initializers.dense(),
+                                         name=task)(tower)
     heads["ctcvr"] = ProbabilityProduct(name="ctcvr")([heads["ctr"], heads["cvr"]])
     return heads

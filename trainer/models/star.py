@@ -18,6 +18,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import tf_keras as keras
 
+from trainer import initializers
 from trainer.features import InputFeature, embed
 from trainer.layers import DNN, DomainDNN, PartitionedNorm
 from trainer.models.common import TASKS, check_tasks
@@ -34,12 +35,13 @@ def build_star(features: List[InputFeature], multi_task: str = "esmm",
     shared, _ = embed(features, read, l2=l2_embedding)
     x = PartitionedNorm(num_domains, name="partitioned_norm")([shared, onehot])
     # one-hot times a bias-free kernel: the scene indicator's embedding
-    scene_embedding = keras.layers.Dense(4, use_bias=False, name="aux_scene_embedding")(onehot)
+    scene_embedding = keras.layers.Dense(4, use_bias=False, kernel_initializer=initializers.dense(),
+                                         name="aux_scene_embedding")(onehot)
     logits = {}
     for task, rep in middle(multi_task, multi_task_params, x, tasks).items():
         star = DomainDNN(list(tower_dnn_hidden_units) + [1], num_domains, output_activation="linear", star=True,
                          dropout=dropout, name=f"{task}_star_tower")([rep, onehot])
-        aux = keras.layers.Dense(1, name=f"{task}_aux_logit")(
+        aux = keras.layers.Dense(1, kernel_initializer=initializers.dense(), name=f"{task}_aux_logit")(
             DNN(aux_dnn_hidden_units, name=f"{task}_aux")(scene_embedding))
         logits[task] = keras.layers.Add(name=f"{task}_logit")([star, aux])
     return keras.Model(inputs, sigmoid_heads(logits), name=f"star_{multi_task}")

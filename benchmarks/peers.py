@@ -1,0 +1,31 @@
+"""The peer libraries the benchmarks measure against, installed beside the project, never into its lock.
+
+DeepCTR 0.9.4 declares dependencies (``h5py``, ``requests``, a TensorFlow range) that would move
+the project's pinned stack, and it runs on the TensorFlow and tf_keras already installed, so it
+goes in with ``--no-deps`` into ``.bench/`` under the repository root (git ignores it) and is put on
+``sys.path`` only by the benchmarks that compare against it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PEERS = {"deepctr": "deepctr==0.9.4"}
+
+
+def ensure(name: str, directory: str = os.path.join(ROOT, ".bench")) -> str:
+    """Installs the peer on first use (needs the package registry) and puts it on ``sys.path``."""
+    requirement = PEERS[name]
+    target = os.path.join(directory, requirement.replace("==", "-"))
+    if not os.path.isdir(os.path.join(target, name)):
+        print(f"[peers] installing {requirement} (--no-deps) into {target}", flush=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "--no-deps", "--target", target, requirement], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"could not install {requirement} into {target} (the package registry must be "
+                               f"reachable once):\n{done.stderr.strip()}")
+    if target not in sys.path:
+        sys.path.insert(0, target)
+    return target
