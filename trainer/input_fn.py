@@ -30,7 +30,7 @@ def list_files(file_patterns: Sequence[str]) -> List[str]:
 def make_dataset(file_patterns: Sequence[str], raw_inputs: Dict[str, tf.io.FixedLenFeature],
                  raw_extra: Dict[str, tf.io.FixedLenFeature], tft_layer, feature_names: List[str], head_labels: Dict[str, str], batch_size: int,
                  shuffle: bool, repeat: bool = False, seed: int = 0, shuffle_buffer: int = 200_000,
-                 keep: Sequence[str] = ()) -> tf.data.Dataset:
+                 keep: Sequence[str] = (), holdout_percent: int = 0, holdout: bool = False) -> tf.data.Dataset:
     """Yields (transformed features, {head: label}).
 
     ``raw_inputs`` is what ``tft_layer`` gets, the same spec the serving signature parses
@@ -40,11 +40,18 @@ def make_dataset(file_patterns: Sequence[str], raw_inputs: Dict[str, tf.io.Fixed
 
     The log join writes each span in a hash order of the impression id, independent of the
     labels (``join_logic.write_order_key``); spans joined before that change are in Beam's group
-    order (clicked impressions first), which a buffer smaller than the window cannot undo."""
+    order (clicked impressions first), which a buffer smaller than the window cannot undo.
+
+    ``holdout_percent`` > 0 sets aside that share of the records (by a hash of each serialized
+    record, so the same records every epoch and every run, with no parsing) for early stopping:
+    ``holdout=False`` yields the rest, ``holdout=True`` the share."""
     spec = dict(raw_inputs)
     spec.update({k: raw_extra[k] for k in set(head_labels.values()) | set(keep)})
     ds = tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP",
                                  num_parallel_reads=tf.data.AUTOTUNE)
+    if holdout_percent:
+        ds = ds.filter(lambda record: tf.equal(
+            tf.strings.to_hash_bucket_fast(record, 100) < int(holdout_percent), holdout))
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -60,6 +60,21 @@ def export_serving_model(model: keras.Model, inputs: TrainingInputs, path: str) 
     model.save(path, save_format="tf", signatures=_serving_fns(model, inputs.tft_layer, inputs.raw_inputs))
 
 
+def early_stopping_settings(config: Dict[str, Any]) -> Dict[str, int]:
+    """``trainer.early_stopping``: holdout_percent (0 = off: every epoch runs, validation on the eval split)
+    and patience (epochs without a lower holdout loss before stopping; the best epoch's weights are kept)."""
+    settings = dict(config.get("early_stopping") or {})
+    unknown = sorted(set(settings) - {"holdout_percent", "patience"})
+    if unknown:
+        raise ValueError(f"trainer.early_stopping has unknown keys {unknown}; known: ['holdout_percent', 'patience']")
+    holdout, patience = int(settings.get("holdout_percent", 0)), int(settings.get("patience", 1))
+    if not 0 <= holdout < 50:
+        raise ValueError(f"trainer.early_stopping.holdout_percent must be in [0, 50), got {holdout}")
+    if patience < 0:
+        raise ValueError(f"trainer.early_stopping.patience must be >= 0, got {patience}")
+    return {"holdout_percent": holdout, "patience": patience}
+
+
 class _Progress(keras.callbacks.Callback):
     def __init__(self, every: int = 100):
         super().__init__()
@@ -85,12 +100,18 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     head_labels = {h: heads[h]["label"] for h in loss_weights}
     batch = int(config["batch_size"])
     logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
+    stopping = early_stopping_settings(config)
+    holdout = stopping["holdout_percent"]
     train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config["seed"]),
-                              shuffle_buffer=int(config["shuffle_buffer"]))
+                              shuffle_buffer=int(config["shuffle_buffer"]), holdout_percent=holdout)
     eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
+    # With early stopping, each epoch is scored on the held-out share of the training window; the eval
+    # split stays unseen by every training decision (it is what the Evaluator gates on).
+    val_ds = (inputs.dataset(train_files, head_labels, batch, shuffle=False, holdout_percent=holdout, holdout=True)
+              if holdout else eval_ds)
     if dist["replicas"] > 1:
         options = distribution.distribute_options(dist["shard_policy"])
-        train_ds, eval_ds = train_ds.with_options(options), eval_ds.with_options(options)
+        train_ds, eval_ds, val_ds = (d.with_options(options) for d in (train_ds, eval_ds, val_ds))
 
     with strategy.scope():
         model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
@@ -98,14 +119,24 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
         trainable.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]),
                           metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
     t0 = time.time()
-    history = trainable.fit(train_ds, validation_data=eval_ds, epochs=int(config["epochs"]), verbose=2,
-                        callbacks=[_Progress()])
+    callbacks: List[keras.callbacks.Callback] = [_Progress()]
+    if holdout:
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=stopping["patience"],
+                                             restore_best_weights=True, verbose=1)
+        callbacks.append(stop)
+    history = trainable.fit(train_ds, validation_data=val_ds, epochs=int(config["epochs"]), verbose=2,
+                            callbacks=callbacks)
     elapsed = time.time() - t0
     target = distribution.write_dir(serving_model_dir, dist["chief"])
     export_serving_model(model, inputs, target)
     distribution.discard(target, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2), "distribution": dist,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    if holdout:
+        losses = summary["history"]["val_loss"]
+        summary["early_stopping"] = dict(stopping, epochs_run=len(losses),
+                                         best_epoch=int(min(range(len(losses)), key=losses.__getitem__)) + 1,
+                                         holdout_loss=losses)
     attention = attention_summary(model, eval_ds, inputs.features)
     if attention:
         summary["attention_by_scene"] = attention

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.trainer.model_fixtures import FEATURES, SMALL, batch
-from trainer.layers import CGC, Gate
+from trainer.layers import CGC, Experts, Gate
 from trainer.models import MODELS, build_model
 
 ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple", "transfer", "star"]
@@ -88,3 +88,35 @@ def test_unknown_model_and_unknown_parameter_are_rejected():
         build_model("nope", FEATURES, {})
     with pytest.raises(ValueError, match="does not take \\['num_experts'\\]"):
         build_model("esmm", FEATURES, {"num_experts": 4})
+
+
+def test_experts_are_independent_networks_each_initialised_as_its_own_dense_stack():
+    """Stacked weights, but expert i's output depends only on expert i's kernels, and each expert's
+    kernel has one Dense layer's Glorot scale (fan-in and fan-out of one expert, not of the stack)."""
+    tf.keras.utils.set_random_seed(4)
+    experts = Experts(4, [64, 32])
+    x = tf.random.normal((16, 40))
+    out = experts(x).numpy()
+    assert out.shape == (16, 4, 32)
+    first = experts.kernels[0].numpy().reshape(40, 4, 64)
+    limit = np.sqrt(6 / (40 + 64))
+    assert np.abs(first).max() <= limit and np.abs(first).max() > 0.9 * limit
+    assert not np.allclose(first[:, 0], first[:, 1])  # distinct draws per expert
+    experts.kernels[1].assign(tf.tensor_scatter_nd_update(experts.kernels[1], [[2]], tf.zeros((1, 64, 32))))
+    changed = experts(x).numpy()
+    np.testing.assert_array_equal(changed[:, [0, 1, 3]], out[:, [0, 1, 3]])
+    np.testing.assert_array_equal(changed[:, 2], np.maximum(experts.biases[1].numpy()[2], 0) * np.ones((16, 32)))
+
+
+def test_initializers_are_chosen_per_model_and_unknown_ones_are_config_errors():
+    tf.keras.utils.set_random_seed(1)
+    tiny = {"class_name": "RandomNormal", "config": {"stddev": 1e-4}}
+    model = build_model("esmm", FEATURES, dict(SMALL["esmm"], initializers={"embedding": tiny, "dense": "zeros"}))
+    assert np.abs(model.get_layer("emb_item").embeddings.numpy()).max() < 1e-3
+    assert not np.any(model.get_layer("ctr").kernel.numpy())
+    default = build_model("esmm", FEATURES, SMALL["esmm"])
+    assert np.abs(default.get_layer("emb_item").embeddings.numpy()).max() > 0.01  # Keras' U(-0.05, 0.05)
+    with pytest.raises(ValueError, match="initializers.dense: 'glorot_sideways' is not a Keras initializer"):
+        build_model("esmm", FEATURES, dict(SMALL["esmm"], initializers={"dense": "glorot_sideways"}))
+    with pytest.raises(ValueError, match="unknown keys \\['bias'\\]"):
+        build_model("esmm", FEATURES, dict(SMALL["esmm"], initializers={"bias": "zeros"}))

@@ -65,6 +65,10 @@ def test_the_trainer_task_writes_its_summary_on_one_device(day1, home):
         summary = json.load(fh)
     assert summary["distribution"] == dict(summary["distribution"], strategy="default", replicas=1, chief=True)
     assert len(summary["history"]["loss"]) == day1.trainer["epochs"]
+    stopping = summary["early_stopping"]  # scored on the training window's holdout after every epoch
+    assert stopping["epochs_run"] == day1.trainer["epochs"] and stopping["holdout_percent"] == 10
+    assert stopping["holdout_loss"] == summary["history"]["val_loss"]
+    assert stopping["best_epoch"] == 1 + int(np.argmin(stopping["holdout_loss"]))
 
 
 def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_to_the_report(day1, home):
