@@ -19,6 +19,7 @@ from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before Tenso
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List, Tuple  # noqa: E402
@@ -95,6 +96,9 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=0.001)
     ap.add_argument("--models", nargs="+", default=list(CONFIGS))
     ap.add_argument("--no-peer", action="store_true", help="only the project's models (faster iteration)")
+    ap.add_argument("--project-params", type=json.loads, default={},
+                    help='extra model_params for every project model, JSON (e.g. \'{"l2_embedding": 1e-5}\')')
+    ap.add_argument("--optimizer", default="lazy_adam", help="the project's trainer.optimizer")
     ap.add_argument("--raw-numeric", action="store_true",
                     help="numeric columns as in the file, not standardised (a trainability stress test)")
     ap.add_argument("--data", default=adult.DATA)
@@ -112,7 +116,8 @@ def main() -> None:
     for seed in range(args.seeds):
         data = adult.split(frame, seed, standardise=not args.raw_numeric)
         for name in args.models:
-            project[name].append(fit_project(name, data, seed, args.epochs, args.batch, args.learning_rate))
+            project[name].append(fit_project(name, data, seed, args.epochs, args.batch, args.learning_rate,
+                                             args.project_params, args.optimizer))
             if name in deepctr:
                 deepctr[name].append(fit_deepctr(name, data, seed, args.epochs, args.batch, args.learning_rate))
             print(f"[adult] seed {seed} {name}: project {project[name][-1][0]}"
@@ -121,7 +126,8 @@ def main() -> None:
     lines = [f"# Zoo vs DeepCTR 0.9.4 on UCI Adult (`python -m benchmarks.adult_quality --seeds {args.seeds} "
              f"--epochs {args.epochs}`)", "",
              f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(frame):,} rows, 50/50 split per seed; "
-             f"batch {args.batch}, Adam {args.learning_rate}, {args.epochs} epochs, {args.seeds} seeds. "
+             f"batch {args.batch}, Adam {args.learning_rate} (project: {args.optimizer}), {args.epochs} epochs, "
+             f"{args.seeds} seeds; project model_params {args.project_params or 'as peer_models.py'}. "
              "AUC mean ± std (worst seed); fit seconds.", "",
              f"| model | {adult.TASKS[0]} AUC | {adult.TASKS[1]} AUC | fit s |", "|---|---|---|---|"]
     peer_auc = {}

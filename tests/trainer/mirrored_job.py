@@ -15,9 +15,8 @@ import tensorflow as tf  # noqa: E402
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import tf_keras as keras  # noqa: E402
-
 from tests.trainer.model_fixtures import FEATURES, SMALL, batch, labels  # noqa: E402
+from trainer import optimizers  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.training_model import training_model  # noqa: E402
 
@@ -31,7 +30,7 @@ def run(strategy, model_name, method):
     with strategy.scope():
         model = build_model(model_name, FEATURES, SMALL[model_name])
         trainable = training_model(model, FEATURES, config)
-        trainable.compile(optimizer=keras.optimizers.Adam(1e-2))
+        trainable.compile(optimizer=optimizers.make("lazy_adam", 1e-2))  # the Trainer's default
     history = trainable.fit(ds, epochs=2, verbose=0).history
     pred = model.predict(batch(128, seed=2), verbose=0)
     return {"replicas": strategy.num_replicas_in_sync,
