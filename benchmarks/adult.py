@@ -17,7 +17,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "adult")
+from configs import REPO_ROOT
+
+DATA = os.path.join(REPO_ROOT, "..", "shared", "datasets", "adult")  # beside the checkout; or --data
 CATEGORICAL = ("workclass", "education", "occupation", "relationship", "race", "sex", "native-country")
 NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 LOG1P = ("capital-gain", "capital-loss")

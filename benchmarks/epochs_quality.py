@@ -27,7 +27,8 @@ from benchmarks.model_quality import MODEL_PARAMS, oracle, prepare, trainer_conf
 HEADS = ("ctr", "ctcvr")
 
 
-def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int) -> List[Dict[str, float]]:
+def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
+               l2_embedding: float = 0.0) -> List[Dict[str, float]]:
     import tensorflow as tf
     import tf_keras as keras
     from sklearn.metrics import roc_auc_score
@@ -46,7 +47,7 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int) ->
     train_ds = inputs.dataset(prep.train_files, labels, batch, shuffle=True, seed=seed,
                               shuffle_buffer=int(cfg["shuffle_buffer"]))
     eval_ds = inputs.dataset(prep.eval_files, {h: cfg["heads"][h]["label"] for h in HEADS}, 8192, shuffle=False)
-    model = build_model(model_name, inputs.features, MODEL_PARAMS[model_name])
+    model = build_model(model_name, inputs.features, dict(MODEL_PARAMS[model_name], l2_embedding=l2_embedding))
     trainable = MultiTaskModel(model, cfg["loss_weights"])
     trainable.compile(optimizer=optimizers.make(optimizer, cfg["learning_rate"]))
     rows = []
@@ -63,7 +64,7 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int) ->
                 truth[h].append(y[h].numpy().ravel())
         rows.append(dict({h: float(roc_auc_score(np.concatenate(truth[h]), np.concatenate(pred[h])))
                           for h in HEADS}, seconds=seconds))
-        print(f"[epochs] {model_name} {optimizer} seed {seed} epoch {epoch + 1}: {rows[-1]}", flush=True)
+        print(f"[epochs] {model_name} {optimizer} l2 {l2_embedding:g} seed {seed} epoch {epoch + 1}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -74,18 +75,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--model", default="esmm", choices=sorted(MODEL_PARAMS))
     ap.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam"])
+    ap.add_argument("--l2-embedding", nargs="+", type=float, default=[0.0],
+                    help="model_params.l2_embedding values to try with each optimizer")
     ap.add_argument("--workdir", default="/tmp/model-quality")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     prep = prepare(args.workdir, 0.6, args.impressions)
     orc = oracle(prep.eval_frame)["overall"]
-    results = {o: [epoch_aucs(prep, args.model, o, args.epochs, s) for s in range(args.seeds)]
-               for o in args.optimizers}
+    results = {f"{o}, l2_embedding {l2:g}": [epoch_aucs(prep, args.model, o, args.epochs, s, l2)
+                                              for s in range(args.seeds)]
+               for o in args.optimizers for l2 in args.l2_embedding}
     lines = [f"# Eval AUC after each epoch (`python -m benchmarks.epochs_quality --impressions {args.impressions} "
              f"--epochs {args.epochs} --seeds {args.seeds} --model {args.model}`)", "",
              f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(prep.eval_frame):,} eval impressions; "
              f"mean over {args.seeds} seed(s); oracle ctr {orc['ctr']:.4f}, ctcvr {orc['ctcvr']:.4f}", "",
-             "| optimizer | epoch | ctr AUC | ctcvr AUC | epoch s |", "|---|---|---|---|---|"]
+             "| optimizer, regularisation | epoch | ctr AUC | ctcvr AUC | epoch s |", "|---|---|---|---|---|"]
     for o, runs in results.items():
         for e in range(args.epochs):
             cell = {k: np.mean([r[e][k] for r in runs]) for k in (*HEADS, "seconds")}

@@ -6,6 +6,9 @@ Both sides get the same layer sizes and embedding width. DeepCTR keeps its own d
 no DeepCTR namesake (OMoE, AITM) are compared with the best DeepCTR model of the run. ESMM's DeepCTR
 namesake outputs ctr and ctr x cvr, which fits a funnel but not two independent tasks; on such data
 the project's ESMM (towers on shared embeddings) is compared with the best DeepCTR model as well.
+AITM is a funnel model: it predicts ctcvr <= ctr and serves cvr = ctcvr / ctr, so its second head
+cannot be a task independent of the first (on Adult, never married is not a subset of high income);
+its Adult row is reported but says nothing about its trainability.
 """
 from __future__ import annotations
 

@@ -11,11 +11,12 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+from configs import REPO_ROOT
+
 PEERS = {"deepctr": "deepctr==0.9.4"}
 
 
-def ensure(name: str, directory: str = os.path.join(ROOT, ".bench")) -> str:
+def ensure(name: str, directory: str = os.path.join(REPO_ROOT, ".bench")) -> str:
     """Installs the peer on first use (needs the package registry) and puts it on ``sys.path``."""
     requirement = PEERS[name]
     target = os.path.join(directory, requirement.replace("==", "-"))

@@ -1,7 +1,9 @@
 """Settings reach the components from configs/pipeline.yaml (or an override), not from defaults in code."""
+import os
+
 import yaml
 
-from configs import DEFAULT_CONFIG, load_config, trainer_config
+from configs import DEFAULT_CONFIG, REPO_ROOT, load_config, trainer_config
 from pipeline_components.pipeline import create_components
 
 
@@ -39,3 +41,18 @@ def test_the_trainers_config_is_built_in_one_place(tmp_path):
     assert built["feature_spec_path"] == config.feature_spec_path
     assert {k: v for k, v in built.items() if k not in ("epochs", "heads", "feature_spec_path")} == \
         {k: v for k, v in config.trainer.items() if k != "epochs"}
+
+
+def test_the_more_epochs_overlay_reaches_the_trainer_and_keeps_the_default_model(tmp_path):
+    """configs/more_epochs.yaml adds the embedding penalty to the default model's parameters (merged,
+    not replaced) and turns early stopping on; everything else stays pipeline.yaml's."""
+    from trainer.models import model_params
+    from trainer.run import early_stopping_settings
+    default = load_config(home=str(tmp_path))
+    longer = load_config(os.path.join(REPO_ROOT, "configs", "more_epochs.yaml"), str(tmp_path))
+    built = trainer_config(longer)
+    assert built["model"] == default.trainer["model"] and built["epochs"] > default.trainer["epochs"]
+    assert built["model_params"] == dict(default.trainer["model_params"], l2_embedding=0.0003)
+    assert early_stopping_settings(built) == {"holdout_percent": 5, "patience": 1}
+    assert early_stopping_settings(trainer_config(default))["holdout_percent"] == 0
+    assert set(built["model_params"]) <= set(model_params(built["model"]))

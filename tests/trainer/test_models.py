@@ -120,3 +120,19 @@ def test_initializers_are_chosen_per_model_and_unknown_ones_are_config_errors():
         build_model("esmm", FEATURES, dict(SMALL["esmm"], initializers={"dense": "glorot_sideways"}))
     with pytest.raises(ValueError, match="unknown keys \\['bias'\\]"):
         build_model("esmm", FEATURES, dict(SMALL["esmm"], initializers={"bias": "zeros"}))
+
+
+def test_one_expert_computes_its_dense_stack():
+    """The single-expert shortcut (PLE's task experts) is the same function as a Dense stack."""
+    tf.keras.utils.set_random_seed(2)
+    experts = Experts(1, [8, 4])
+    x = tf.random.normal((5, 6))
+    experts(x)
+    for b in experts.biases:
+        b.assign(tf.random.normal(b.shape))
+    out = experts(x).numpy()
+    k0, k1 = experts.kernels[0].numpy(), experts.kernels[1].numpy()[0]
+    b0, b1 = experts.biases[0].numpy()[0], experts.biases[1].numpy()[0]
+    expected = np.maximum(np.maximum(x.numpy() @ k0 + b0, 0) @ k1 + b1, 0)
+    assert out.shape == (5, 1, 4)
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-5, atol=1e-6)

@@ -61,6 +61,13 @@ class Experts(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         n, units = self.num_experts, self.expert_dnn_hidden_units
+        if n == 1:  # PLE's usual one expert per task: no transposes
+            x = inputs
+            for i in range(len(units)):
+                x = tf.nn.relu(tf.matmul(x, self.kernels[i] if i == 0 else self.kernels[i][0]) + self.biases[i][0])
+                if self._dropout:
+                    x = self._dropout[i](x, training=training)
+            return x[:, None, :]
         x = tf.matmul(inputs, self.kernels[0])                          # (batch, n * units[0])
         x = tf.transpose(tf.reshape(x, [-1, n, units[0]]), [1, 0, 2])  # (n, batch, units[0])
         for i in range(len(units)):
