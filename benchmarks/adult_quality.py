@@ -27,7 +27,7 @@ from typing import Dict, List, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import adult, peers  # noqa: E402
-from benchmarks.peer_models import CONFIGS, build_deepctr, deepctr_features, project_features  # noqa: E402
+from benchmarks.peer_models import CONFIGS, build_deepctr, build_project, deepctr_features  # noqa: E402
 
 HEADS = ("ctr", "cvr")  # the project's heads that carry adult.TASKS
 SPREAD = 0.003
@@ -45,14 +45,11 @@ def fit_project(name: str, data: adult.Split, seed: int, epochs: int, batch: int
 
     from trainer import optimizers
     from trainer.balancing import MultiTaskModel
-    from trainer.models import build_model
 
     keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
     dense = [adult.key(c) for c in adult.NUMERIC]
-    features = project_features(data.cardinality, dense, adult.EMBEDDING_DIM)
-    params = dict(CONFIGS[name][0], **(model_params or {}))
-    model = build_model(name, features, params)
+    model = build_project(name, data.cardinality, dense, adult.EMBEDDING_DIM, model_params)
     trainable = MultiTaskModel(model, {h: 1.0 for h in HEADS})
     trainable.compile(optimizer=optimizers.make(optimizer, lr))
     y = {h: data.train_y[t] for h, t in zip(HEADS, adult.TASKS)}

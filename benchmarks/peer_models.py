@@ -40,6 +40,14 @@ def project_features(sparse: Dict[str, int], dense: List[str], embedding_dim: in
             + [InputFeature(Feature(name, "numeric"), 0) for name in dense])
 
 
+def build_project(name: str, sparse: Dict[str, int], dense: List[str], embedding_dim: int,
+                  model_params: Optional[Dict[str, Any]] = None):
+    """The zoo model ``name`` in this module's sizes (``model_params`` added on top), via ``build_model``."""
+    from trainer.models import build_model
+    return build_model(name, project_features(sparse, dense, embedding_dim),
+                       dict(CONFIGS[name][0], **(model_params or {})))
+
+
 def deepctr_features(sparse: Dict[str, int], dense: List[str], embedding_dim: int):
     from deepctr.feature_column import DenseFeat, SparseFeat
     return ([SparseFeat(name, vocabulary_size=size, embedding_dim=embedding_dim) for name, size in sparse.items()]

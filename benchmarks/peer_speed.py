@@ -17,7 +17,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from benchmarks.peer_models import CONFIGS, build_deepctr, deepctr_features, project_features
+from benchmarks.peer_models import build_deepctr, build_project, deepctr_features
 
 CARDINALITIES = (4, 10, 50, 100, 1_000, 5_000, 20_000, 50_000)
 EMBEDDING_DIM = 16
@@ -76,7 +76,7 @@ def _rate(model, x, y, data: Data, epochs: int, batch: int) -> float:
 
 
 def fit_rate(side: str, name: str, data: Data, epochs: int = 2, batch: int = 1024, lr: float = 0.001,
-             model_params: Dict = None, jit_compile=None, optimizer: str = "lazy_adam") -> float:
+             model_params: Dict = None, optimizer: str = "lazy_adam") -> float:
     """Examples/s of ``epochs`` timed epochs after one warm-up epoch, for side project | plain | deepctr."""
     import tensorflow as tf
     import tf_keras as keras
@@ -90,13 +90,10 @@ def fit_rate(side: str, name: str, data: Data, epochs: int = 2, batch: int = 102
                      batch)
     from trainer import optimizers
     from trainer.balancing import MultiTaskModel
-    from trainer.models import build_model
-    features = project_features(data.sparse, data.dense, EMBEDDING_DIM)
-    model = build_model(name, features, dict(CONFIGS[name][0], **(model_params or {})))
+    model = build_project(name, data.sparse, data.dense, EMBEDDING_DIM, model_params)
     if side == "plain":
-        model.compile(optimizer=optimizers.make(optimizer, lr), loss={h: "binary_crossentropy" for h in HEADS},
-                      jit_compile=jit_compile)
+        model.compile(optimizer=optimizers.make(optimizer, lr), loss={h: "binary_crossentropy" for h in HEADS})
         return _rate(model, data.x, dict(data.y), data, epochs, batch)
     trainable = MultiTaskModel(model, {h: 1.0 for h in HEADS})
-    trainable.compile(optimizer=optimizers.make(optimizer, lr), jit_compile=jit_compile)
+    trainable.compile(optimizer=optimizers.make(optimizer, lr))
     return _rate(trainable, data.x, dict(data.y), data, epochs, batch)
