@@ -45,8 +45,9 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
     labels = {h: cfg["heads"][h]["label"] for h in cfg["loss_weights"]}
     batch = int(cfg["batch_size"])
     train_ds = inputs.dataset(prep.train_files, labels, batch, shuffle=True, seed=seed,
-                              shuffle_buffer=int(cfg["shuffle_buffer"]))
-    eval_ds = inputs.dataset(prep.eval_files, {h: cfg["heads"][h]["label"] for h in HEADS}, 8192, shuffle=False)
+                              shuffle_buffer=int(cfg["shuffle_buffer"]), cache="memory")
+    eval_ds = inputs.dataset(prep.eval_files, {h: cfg["heads"][h]["label"] for h in HEADS}, 8192, shuffle=False,
+                             cache="memory")
     model = build_model(model_name, inputs.features, dict(MODEL_PARAMS[model_name], l2_embedding=l2_embedding))
     trainable = MultiTaskModel(model, cfg["loss_weights"])
     trainable.compile(optimizer=optimizers.make(optimizer, cfg["learning_rate"]))

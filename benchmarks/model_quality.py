@@ -40,6 +40,8 @@ from typing import Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks import matched_form  # noqa: E402
+
 DAY = dt.date(2026, 11, 20)
 MODEL_PARAMS = {
     "shared_bottom": {"bottom_dnn_hidden_units": [128, 64], "tower_dnn_hidden_units": [64]},
@@ -71,7 +73,7 @@ def prepare(work: str, rho: float, impressions: int) -> Prepared:
     from configs import load_config
     from pipeline_components.pipeline import create_pipeline
 
-    home = os.path.join(work, f"rho_{rho:+.1f}")
+    home = os.path.join(work, f"rho_{rho:+.1f}_n{impressions}")  # a day is reused only at its own size
     config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
     root = config.pipeline_root
     if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
@@ -139,16 +141,29 @@ def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
                         "ctcvr": frame["p_ctcvr"].to_numpy()})
 
 
-def trainer_config(model: str, seed: int, epochs: int) -> dict:
+GENERIC_PARAMS = ("l2_embedding", "initializers")  # model_params every family takes, kept from --config
+
+
+def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None) -> dict:
+    """The Trainer's config for ``model`` with this benchmark's layer sizes (``MODEL_PARAMS``); the rest
+    (epochs unless given, early stopping, the embedding penalty, ...) from ``config_path`` if given."""
     from configs import load_config, trainer_config as from_config
-    return from_config(load_config(), model=model, model_params=MODEL_PARAMS[model], seed=seed, epochs=epochs)
+    config = load_config(config_path)
+    generic = {k: v for k, v in (config.trainer.get("model_params") or {}).items() if k in GENERIC_PARAMS}
+    out = from_config(config, model=model, model_params=dict(generic, **MODEL_PARAMS[model]), seed=seed)
+    if epochs is not None:
+        out["epochs"] = epochs
+    return out
 
 
-def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:
+def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int = None,
+                    config_path: str = None) -> Dict[str, Dict[str, float]]:
     from trainer.run import train
-    out = os.path.join(prep.home, "models", f"{model}_seed{seed}")
+    cfg = trainer_config(model, seed, epochs, config_path)
+    tag = os.path.splitext(os.path.basename(config_path))[0] if config_path else "default"
+    out = os.path.join(prep.home, "models", f"{model}_{tag}_e{cfg['epochs']}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
-        train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, trainer_config(model, seed, epochs))
+        train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, cfg)
     return aucs(prep.eval_frame, score(out, prep.eval_files))
 
 
@@ -169,7 +184,7 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
         tf.keras.utils.set_random_seed(seed)
         inputs = training_inputs(cfg["feature_spec_path"], prep.transform_dir)
         ds = inputs.dataset(prep.train_files, {"cvr": "conversion", "ctr": "click"}, int(cfg["batch_size"]),
-                            shuffle=True, seed=seed, shuffle_buffer=int(cfg["shuffle_buffer"]))
+                            shuffle=True, seed=seed, shuffle_buffer=int(cfg["shuffle_buffer"]), cache="memory")
 
         def clicked_only(x, y):
             mask = tf.reshape(y["ctr"] > 0, [-1])
@@ -189,18 +204,20 @@ def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, tu
 
 
 def table(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str, Dict[str, float]],
-          slices: List[str] = None) -> str:
+          slices: List[str] = None, bound: Dict[str, Dict[str, float]] = None) -> str:
     lines = ["| model | slice | " + " | ".join(f"{h} AUC" for h in HEADS) + " |",
              "|---|---|" + "---|" * len(HEADS)]
     for s in slices or list(orc):
         lines.append(f"| **oracle** | {s} | " + " | ".join(f"{orc[s][h]:.4f}" for h in HEADS) + " |")
+        if bound:
+            lines.append(f"| *matched form* | {s} | " + " | ".join(f"{bound[s][h]:.4f}" for h in HEADS) + " |")
         for model, summary in results.items():
             lines.append(f"| {model} | {s} | " + " | ".join(
                 f"{summary[s][h][0]:.4f} ± {summary[s][h][1]:.4f}" for h in HEADS) + " |")
     return "\n".join(lines)
 
 
-def chart(results, orc, path: str) -> None:
+def chart(results, orc, path: str, bound=None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -210,6 +227,9 @@ def chart(results, orc, path: str) -> None:
     for ax, head in zip(axes, HEADS):
         x = np.arange(len(slices))
         ax.bar(x, [orc[s][head] for s in slices], width, label="oracle", color="black", alpha=0.3)
+        if bound:
+            ax.plot(x + width * len(results) / 2, [bound[s][head] for s in slices], "k_", markersize=40,
+                    label="matched form")
         for i, (model, summary) in enumerate(results.items(), start=1):
             ax.bar(x + i * width, [summary[s][head][0] for s in slices], width,
                    yerr=[summary[s][head][1] for s in slices], label=model)
@@ -226,7 +246,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--impressions", type=int, default=1_000_000)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=1, help="more epochs overfit the id embeddings (see README)")
+    ap.add_argument("--config", help="a config merged over configs/pipeline.yaml for the Trainer, e.g. "
+                    "configs/more_epochs.yaml (its epochs, early stopping and embedding penalty)")
+    ap.add_argument("--epochs", type=int, help="default: the config's")
+    ap.add_argument("--no-low", action="store_true", help="skip (b), the second day at low task correlation")
+    ap.add_argument("--no-base", action="store_true", help="skip (a), BASE's three trainings per seed")
     ap.add_argument("--base-epochs", type=int, nargs="+", default=[1, 3, 10],
                     help="BASE sees only clicked impressions: it is trained for each and the best is compared")
     ap.add_argument("--correlation", type=float, default=0.6, help="generator task_correlation (default world)")
@@ -241,25 +265,52 @@ def main() -> None:
 
     prep = prepare(args.workdir, args.correlation, args.impressions)
     orc = oracle(prep.eval_frame)
+    bound = aucs(prep.eval_frame, matched_form.bound(prep.train_files, prep.eval_frame, prep.eval_files))
+    print(f"[quality] matched form: overall {bound['overall']}", flush=True)
+    cfg = trainer_config("esmm", 0, args.epochs, args.config)
     results = {}
     for model in args.models:
-        results[model] = summarise([train_zoo_model(prep, model, s, args.epochs) for s in seeds])
+        results[model] = summarise([train_zoo_model(prep, model, s, args.epochs, args.config) for s in seeds])
         print(f"[quality] {model}: overall {results[model]['overall']}", flush=True)
+    command = " ".join(["python -m benchmarks.model_quality", f"--impressions {args.impressions}", f"--seeds {args.seeds}"]
+                       + ([f"--config {args.config}"] if args.config else [])
+                       + ([f"--epochs {args.epochs}"] if args.epochs else []))
+    best = max(results, key=lambda m: results[m]["overall"]["ctr"][0])
+    gap = orc["overall"]["ctr"] - results[best]["overall"]["ctr"][0]
+    md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",
+          f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.impressions:,} impressions, "
+          f"{len(prep.eval_frame):,} eval impressions; {cfg['epochs']} epochs at most "
+          f"(early stopping {cfg.get('early_stopping')}), embedding penalty "
+          f"{cfg['model_params'].get('l2_embedding', 0)}; seeds {seeds}; `{command}`", "",
+          "The matched form is the generator's own model fitted to the same training rows "
+          "(`benchmarks/matched_form.py`): what the right form reaches on this much data.", "",
+          table(results, orc, bound=bound), "",
+          f"Best overall ctr AUC: {best}, {results[best]['overall']['ctr'][0]:.4f}; oracle {orc['overall']['ctr']:.4f} "
+          f"(gap {gap:.4f}); matched form {bound['overall']['ctr']:.4f} (gap {orc['overall']['ctr'] - bound['overall']['ctr']:.4f}).", ""]
+    if not args.no_base:
+        md += _esmm_vs_base(args, prep, seeds, results, orc)
+    if not args.no_low:
+        low = prepare(args.workdir, args.low_correlation, args.impressions)
+        low_results = {m: summarise([train_zoo_model(low, m, s, args.epochs, args.config) for s in seeds])
+                       for m in ("shared_bottom", "mmoe")}
+        md += ["## (b) MMoE minus Shared-Bottom, overall AUC, by task correlation", "",
+               "| task_correlation | ctr | cvr (clicked) | cvr (entire) | ctcvr |", "|---|---|---|---|---|"]
+        for rho, res in ((args.correlation, results), (args.low_correlation, low_results)):
+            md.append(f"| {rho:+.1f} | " + " | ".join(
+                f"{res['mmoe']['overall'][h][0] - res['shared_bottom']['overall'][h][0]:+.4f}" for h in HEADS) + " |")
+    md += ["", f"total time {time.time() - t0:.0f}s"]
+    text = "\n".join(md)
+    with open(os.path.join(args.out, "model_quality.md"), "w") as fh:
+        fh.write(text + "\n")
+    chart(results, orc, os.path.join(args.out, "model_quality.png"), bound)
+    print(text)
+
+
+def _esmm_vs_base(args, prep: Prepared, seeds: List[int], results, orc) -> List[str]:
     bases = {e: summarise([train_base_cvr(prep, s, e) for s in seeds]) for e in args.base_epochs}
     best_epochs = max(bases, key=lambda e: bases[e]["overall"]["cvr_clicked"][0])
     base = bases[best_epochs]
-
-    low = prepare(args.workdir, args.low_correlation, args.impressions)
-    low_results = {m: summarise([train_zoo_model(low, m, s, args.epochs) for s in seeds])
-                   for m in ("shared_bottom", "mmoe")}
-
-    md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",
-          f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.impressions:,} impressions, "
-          f"{len(prep.eval_frame):,} eval impressions; {args.epochs} epochs; seeds {seeds}; "
-          f"`python -m benchmarks.model_quality --impressions {args.impressions} --seeds {args.seeds} "
-          f"--epochs {args.epochs}`", "",
-          table(results, orc), "",
-          "## (a) ESMM vs BASE (CVR trained on clicked impressions only)", "",
+    md = ["## (a) ESMM vs BASE (CVR trained on clicked impressions only)", "",
           f"BASE trained for {args.base_epochs} epochs; the best on clicked eval impressions "
           f"({best_epochs}) is compared.", "",
           "| model | cvr AUC, clicked | cvr AUC, entire space (counterfactual labels) |", "|---|---|---|"]
@@ -271,17 +322,7 @@ def main() -> None:
             o = summary["overall"]
             md.append(f"| {name} | {o['cvr_clicked'][0]:.4f} ± {o['cvr_clicked'][1]:.4f} | "
                       f"{o['cvr_entire'][0]:.4f} ± {o['cvr_entire'][1]:.4f} |")
-    md += ["", "## (b) MMoE minus Shared-Bottom, overall AUC, by task correlation", "",
-           "| task_correlation | ctr | cvr (clicked) | cvr (entire) | ctcvr |", "|---|---|---|---|---|"]
-    for rho, res in ((args.correlation, results), (args.low_correlation, low_results)):
-        md.append(f"| {rho:+.1f} | " + " | ".join(
-            f"{res['mmoe']['overall'][h][0] - res['shared_bottom']['overall'][h][0]:+.4f}" for h in HEADS) + " |")
-    md += ["", f"total time {time.time() - t0:.0f}s"]
-    text = "\n".join(md)
-    with open(os.path.join(args.out, "model_quality.md"), "w") as fh:
-        fh.write(text + "\n")
-    chart(results, orc, os.path.join(args.out, "model_quality.png"))
-    print(text)
+    return md + [""]
 
 
 if __name__ == "__main__":

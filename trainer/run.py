@@ -11,6 +11,8 @@ import os
 
 import json  # noqa: E402
 import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Dict, List  # noqa: E402
 
@@ -19,7 +21,7 @@ import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
 from trainer import distribution, optimizers  # noqa: E402
-from trainer.input_fn import TrainingInputs, training_inputs  # noqa: E402
+from trainer.input_fn import CACHES, TrainingInputs, training_inputs  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 from trainer.models.transfer import attention_summary  # noqa: E402
 from trainer.training_model import training_model  # noqa: E402
@@ -75,6 +77,26 @@ def early_stopping_settings(config: Dict[str, Any]) -> Dict[str, int]:
     return {"holdout_percent": holdout, "patience": patience}
 
 
+def input_cache_setting(config: Dict[str, Any], epochs: int) -> str:
+    """``trainer.input_cache``: where the transformed training window (and the holdout or eval
+    split scored after every epoch) is kept after the first epoch, so later epochs skip reading,
+    parsing and transforming: ``memory`` (default), ``disk`` (a local temporary directory, removed
+    after training, for windows larger than memory) or ``none``. A one-epoch run never caches."""
+    cache = str(config.get("input_cache", "memory"))
+    if cache not in CACHES:
+        raise ValueError(f"trainer.input_cache must be one of {list(CACHES)}, got {cache!r}")
+    return cache if epochs > 1 else "none"
+
+
+def _subdir(cached: Dict[str, str], name: str) -> Dict[str, str]:
+    """One cache directory per dataset: tf.data's file cache locks its files while it writes them."""
+    if not cached["cache_dir"]:
+        return cached
+    path = os.path.join(cached["cache_dir"], name)
+    os.makedirs(path, exist_ok=True)
+    return dict(cached, cache_dir=path)
+
+
 class _Progress(keras.callbacks.Callback):
     def __init__(self, every: int = 100):
         super().__init__()
@@ -102,13 +124,19 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
     stopping = early_stopping_settings(config)
     holdout = stopping["holdout_percent"]
+    epochs = int(config["epochs"])
+    cache = input_cache_setting(config, epochs)
+    cache_dir = tempfile.mkdtemp(prefix="input-cache-") if cache == "disk" else ""
+    cached = dict(cache=cache, cache_dir=cache_dir)
     train_ds = inputs.dataset(train_files, head_labels, batch, shuffle=True, seed=int(config["seed"]),
-                              shuffle_buffer=int(config["shuffle_buffer"]), holdout_percent=holdout)
+                              shuffle_buffer=int(config["shuffle_buffer"]), holdout_percent=holdout,
+                              **_subdir(cached, "train"))
     eval_ds = inputs.dataset(eval_files, head_labels, batch, shuffle=False)
     # With early stopping, each epoch is scored on the held-out share of the training window; the eval
     # split stays unseen by every training decision (it is what the Evaluator gates on).
-    val_ds = (inputs.dataset(train_files, head_labels, batch, shuffle=False, holdout_percent=holdout, holdout=True)
-              if holdout else eval_ds)
+    val_ds = (inputs.dataset(train_files, head_labels, batch, shuffle=False, holdout_percent=holdout, holdout=True,
+                             **_subdir(cached, "holdout"))
+              if holdout else inputs.dataset(eval_files, head_labels, batch, shuffle=False, **_subdir(cached, "eval")))
     if dist["replicas"] > 1:
         options = distribution.distribute_options(dist["shard_policy"])
         train_ds, eval_ds, val_ds = (d.with_options(options) for d in (train_ds, eval_ds, val_ds))
@@ -124,13 +152,16 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=stopping["patience"],
                                              restore_best_weights=True, verbose=1)
         callbacks.append(stop)
-    history = trainable.fit(train_ds, validation_data=val_ds, epochs=int(config["epochs"]), verbose=2,
-                            callbacks=callbacks)
+    try:
+        history = trainable.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2, callbacks=callbacks)
+    finally:
+        if cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
     elapsed = time.time() - t0
     target = distribution.write_dir(serving_model_dir, dist["chief"])
     export_serving_model(model, inputs, target)
     distribution.discard(target, serving_model_dir)
-    summary = {"train_seconds": round(elapsed, 2), "distribution": dist,
+    summary = {"train_seconds": round(elapsed, 2), "distribution": dist, "input_cache": cache,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     if holdout:
         losses = summary["history"]["val_loss"]
