@@ -28,7 +28,7 @@ HEADS = ("ctr", "ctcvr")
 
 
 def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
-               l2_embedding: float = 0.0) -> List[Dict[str, float]]:
+               l2_embedding: float = 0.0, scope: str = "table") -> List[Dict[str, float]]:
     import tensorflow as tf
     import tf_keras as keras
     from sklearn.metrics import roc_auc_score
@@ -36,7 +36,8 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
     from trainer import optimizers
     from trainer.balancing import MultiTaskModel
     from trainer.input_fn import training_inputs
-    from trainer.models import build_model
+    from trainer.layers import penalty
+    from trainer.models import build_model, needs_id_counts
 
     cfg = trainer_config(model_name, seed, epochs)
     keras.backend.clear_session()
@@ -48,7 +49,10 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
                               shuffle_buffer=int(cfg["shuffle_buffer"]), cache="memory")
     eval_ds = inputs.dataset(prep.eval_files, {h: cfg["heads"][h]["label"] for h in HEADS}, 8192, shuffle=False,
                              cache="memory")
-    model = build_model(model_name, inputs.features, dict(MODEL_PARAMS[model_name], l2_embedding=l2_embedding))
+    params = dict(MODEL_PARAMS[model_name], l2_embedding=l2_embedding, l2_embedding_scope=scope)
+    sparse = {f.feature.name: f.cardinality for f in inputs.features if f.feature.is_sparse}
+    counts = penalty.count_ids(train_ds, list(sparse), sparse) if needs_id_counts(params) else None
+    model = build_model(model_name, inputs.features, params, counts)
     trainable = MultiTaskModel(model, cfg["loss_weights"])
     trainable.compile(optimizer=optimizers.make(optimizer, cfg["learning_rate"]))
     rows = []
@@ -65,7 +69,7 @@ def epoch_aucs(prep, model_name: str, optimizer: str, epochs: int, seed: int,
                 truth[h].append(y[h].numpy().ravel())
         rows.append(dict({h: float(roc_auc_score(np.concatenate(truth[h]), np.concatenate(pred[h])))
                           for h in HEADS}, seconds=seconds))
-        print(f"[epochs] {model_name} {optimizer} l2 {l2_embedding:g} seed {seed} epoch {epoch + 1}: {rows[-1]}", flush=True)
+        print(f"[epochs] {model_name} {optimizer} l2 {l2_embedding:g} ({scope}) seed {seed} epoch {epoch + 1}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -77,17 +81,22 @@ def main() -> None:
     ap.add_argument("--model", default="esmm", choices=sorted(MODEL_PARAMS))
     ap.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam"])
     ap.add_argument("--l2-embedding", nargs="+", type=float, default=[0.0],
-                    help="model_params.l2_embedding values to try with each optimizer")
+                    help="model_params.l2_embedding values (over the whole tables) to try with each optimizer")
+    ap.add_argument("--batch-l2", nargs="+", type=float, default=[],
+                    help="model_params.l2_embedding values with l2_embedding_scope batch (rows a batch looked up)")
     ap.add_argument("--workdir", default="/tmp/model-quality")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     prep = prepare(args.workdir, 0.6, args.impressions)
     orc = oracle(prep.eval_frame)["overall"]
-    results = {f"{o}, l2_embedding {l2:g}": [epoch_aucs(prep, args.model, o, args.epochs, s, l2)
-                                              for s in range(args.seeds)]
-               for o in args.optimizers for l2 in args.l2_embedding}
+    penalties = [("table", l2) for l2 in args.l2_embedding] + [("batch", l2) for l2 in args.batch_l2]
+    results = {f"{o}, l2_embedding {l2:g}" + (" (batch)" if scope == "batch" else ""):
+               [epoch_aucs(prep, args.model, o, args.epochs, s, l2, scope) for s in range(args.seeds)]
+               for o in args.optimizers for scope, l2 in penalties}
+    flags = " ".join([f"--optimizers {' '.join(args.optimizers)}", f"--l2-embedding {' '.join(map(str, args.l2_embedding))}"]
+                     + ([f"--batch-l2 {' '.join(map(str, args.batch_l2))}"] if args.batch_l2 else []))
     lines = [f"# Eval AUC after each epoch (`python -m benchmarks.epochs_quality --impressions {args.impressions} "
-             f"--epochs {args.epochs} --seeds {args.seeds} --model {args.model}`)", "",
+             f"--epochs {args.epochs} --seeds {args.seeds} --model {args.model} {flags}`)", "",
              f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(prep.eval_frame):,} eval impressions; "
              f"mean over {args.seeds} seed(s); oracle ctr {orc['ctr']:.4f}, ctcvr {orc['ctcvr']:.4f}", "",
              "| optimizer, regularisation | epoch | ctr AUC | ctcvr AUC | epoch s |", "|---|---|---|---|---|"]

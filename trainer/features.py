@@ -8,6 +8,7 @@ import tf_keras as keras
 
 from schemas import Feature, FeatureSpec
 from trainer import initializers
+from trainer.layers import penalty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ def build_inputs(features: List[InputFeature]) -> Dict[str, keras.Input]:
 def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: str = "emb",
           l2: float = 0.0) -> Tuple[keras.layers.Layer, List]:
     """Concatenated embeddings of sparse features and the numeric features, shape (batch, width)."""
-    reg = keras.regularizers.l2(l2) if l2 else None
+    reg = penalty.table_regularizer(l2)
     parts = []
     for f in features:
         x = inputs[f.feature.name]
@@ -65,6 +66,9 @@ def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: 
             e = keras.layers.Embedding(f.cardinality, f.feature.embedding_dim, embeddings_regularizer=reg,
                                        embeddings_initializer=initializers.embedding(),
                                        name=f"{prefix}_{f.feature.name}")(x)
+            if l2 and penalty.current() == "batch":
+                e = penalty.BatchL2(l2, f.cardinality, penalty.counts(f.feature.name),
+                                    name=f"{prefix}_{f.feature.name}_l2")([x, e])
             parts.append(keras.layers.Flatten(name=f"{prefix}_{f.feature.name}_flat")(e))
         else:
             parts.append(x)

@@ -22,7 +22,8 @@ import tf_keras as keras  # noqa: E402
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
 from trainer import distribution, optimizers  # noqa: E402
 from trainer.input_fn import CACHES, TrainingInputs, training_inputs  # noqa: E402
-from trainer.models import build_model  # noqa: E402
+from trainer.layers import penalty  # noqa: E402
+from trainer.models import build_model, needs_id_counts  # noqa: E402
 from trainer.models.transfer import attention_summary  # noqa: E402
 from trainer.training_model import training_model  # noqa: E402
 
@@ -141,8 +142,16 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
         options = distribution.distribute_options(dist["shard_policy"])
         train_ds, eval_ds, val_ds = (d.with_options(options) for d in (train_ds, eval_ds, val_ds))
 
+    params = dict(config.get("model_params") or {})
+    id_counts = None
+    if needs_id_counts(params):
+        # One pass over the training rows before training (it fills the input cache when there is one).
+        sparse = {f.feature.name: f.cardinality for f in inputs.features if f.feature.is_sparse}
+        id_counts = penalty.count_ids(train_ds, list(sparse), sparse)
+        logging.info("trainer: counted the ids of %d features over %d training rows for the batch embedding penalty",
+                     len(sparse), int(next(iter(id_counts.values())).sum()) if id_counts else 0)
     with strategy.scope():
-        model = build_model(config["model"], inputs.features, dict(config.get("model_params") or {}))
+        model = build_model(config["model"], inputs.features, params, id_counts)
         trainable = training_model(model, inputs.features, config)
         trainable.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]),
                           metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})

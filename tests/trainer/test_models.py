@@ -136,3 +136,63 @@ def test_one_expert_computes_its_dense_stack():
     expected = np.maximum(np.maximum(x.numpy() @ k0 + b0, 0) @ k1 + b1, 0)
     assert out.shape == (5, 1, 4)
     np.testing.assert_allclose(out[:, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["esmm", "transfer"])
+def test_batch_scoped_embedding_penalty_touches_only_the_rows_looked_up(name, tmp_path):
+    """l2_embedding_scope batch: λ·Σ‖w_j‖² over the batch's distinct ids, a sparse gradient, and a model
+    that saves and reloads with it; the table scope penalises (and moves) every row."""
+    tf.keras.utils.set_random_seed(1)
+    x = batch(64, seed=4)
+    l2 = 0.1
+    sparse = build_model(name, FEATURES, dict(SMALL[name], l2_embedding=l2, l2_embedding_scope="batch"))
+    dense = build_model(name, FEATURES, dict(SMALL[name], l2_embedding=l2))
+    table = {"esmm": lambda m: m.get_layer("emb_item").embeddings,
+             "transfer": lambda m: m.get_layer("emb_item")._shared.embeddings}[name]
+    for model, scope in ((sparse, "batch"), (dense, "table")):
+        with tf.GradientTape() as tape:
+            model(x, training=True)
+            reg = tf.add_n(model.losses)
+        grad = tape.gradient(reg, table(model))
+        rows = table(model).numpy()
+        ids = np.unique(x["item"])
+        if scope == "batch":
+            assert isinstance(grad, tf.IndexedSlices)
+            assert set(np.unique(grad.indices.numpy())) == set(ids)
+            if name == "esmm":  # item and scene tables; each distinct id once
+                scene_rows = model.get_layer("emb_scene").embeddings.numpy()
+                expected = l2 * (np.sum(rows[ids] ** 2) + np.sum(scene_rows[np.unique(x["scene"])] ** 2))
+                np.testing.assert_allclose(float(reg), expected, rtol=1e-5)
+        else:
+            grad = tf.convert_to_tensor(grad).numpy()
+            assert np.count_nonzero(np.abs(grad).sum(axis=1)) == len(rows)  # every row, seen or not
+    before = sparse.predict(x, verbose=0)
+    sparse.save(str(tmp_path / "m"), save_format="tf")
+    reloaded = keras.models.load_model(str(tmp_path / "m"))
+    np.testing.assert_array_equal(before["ctr"], reloaded.predict(x, verbose=0)["ctr"])
+    reloaded(x, training=True)
+    assert len(reloaded.losses) == len(sparse.losses) > 0
+    with pytest.raises(ValueError, match="l2_embedding_scope must be one of"):
+        build_model(name, FEATURES, dict(SMALL[name], l2_embedding=l2, l2_embedding_scope="rows"))
+
+
+def test_batch_penalty_divides_each_row_by_its_ids_frequency():
+    """DIN's mini-batch aware regularisation: λ·Σ_j ‖w_j‖² / n_j, n_j counted over the training rows."""
+    from trainer.layers import penalty
+    x = batch(64, seed=6)
+    data = tf.data.Dataset.from_tensor_slices((x, np.zeros((64, 1)))).batch(10)
+    counts = penalty.count_ids(data, ["scene", "item"], {"scene": 5, "item": 100})
+    np.testing.assert_array_equal(counts["item"], np.bincount(x["item"].ravel(), minlength=100))
+    tf.keras.utils.set_random_seed(1)
+    model = build_model("esmm", FEATURES, dict(SMALL["esmm"], l2_embedding=0.1, l2_embedding_scope="batch"),
+                        id_counts=counts)
+    model(x, training=True)
+    expected = 0.0
+    for feature in ("scene", "item"):
+        rows = model.get_layer(f"emb_{feature}").embeddings.numpy()
+        ids = np.unique(x[feature])
+        expected += 0.1 * np.sum(np.sum(rows[ids] ** 2, axis=1) / counts[feature][ids])
+    np.testing.assert_allclose(float(tf.add_n(model.losses)), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="3 id counts for a table of 100 rows"):
+        build_model("esmm", FEATURES, dict(SMALL["esmm"], l2_embedding=0.1, l2_embedding_scope="batch"),
+                    id_counts={"item": np.ones(3)})

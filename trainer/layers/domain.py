@@ -11,12 +11,13 @@ would cost batch x in x out memory.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
 from trainer import initializers
+from trainer.layers import penalty
 from trainer.layers.dnn import DNN
 
 
@@ -149,14 +150,16 @@ class DomainEmbedding(keras.layers.Layer):
     lookup is one gather and its gradient stays sparse (rows of one scene only)."""
 
     def __init__(self, cardinality: int, shared_dim: int, domain_dim: int, num_domains: int,
-                 l2: float = 0.0, **kwargs):
+                 l2: float = 0.0, l2_scope: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         self.cardinality = int(cardinality)
         self.shared_dim = int(shared_dim)
         self.domain_dim = int(domain_dim)
         self.num_domains = int(num_domains)
         self.l2 = float(l2)
-        reg = keras.regularizers.l2(self.l2) if self.l2 else None
+        self.l2_scope = penalty.check(l2_scope or penalty.current())
+        with penalty.using(self.l2_scope):
+            reg = penalty.table_regularizer(self.l2)
         self._shared = keras.layers.Embedding(self.cardinality, self.shared_dim, embeddings_regularizer=reg,
                                               embeddings_initializer=initializers.embedding(), name="shared")
         self._specific = (keras.layers.Embedding(self.num_domains * self.cardinality, self.domain_dim,
@@ -169,9 +172,15 @@ class DomainEmbedding(keras.layers.Layer):
         ids, onehot = inputs
         ids = tf.reshape(tf.cast(ids, tf.int64), [-1])
         shared = self._shared(ids)
+        batch_penalty = self.l2 and self.l2_scope == "batch"
+        if batch_penalty:
+            self.add_loss(penalty.batch_l2(ids, shared, self.l2))
         if self._specific is None:
             return shared
-        specific = self._specific(domain_of(onehot) * self.cardinality + ids)
+        rows = domain_of(onehot) * self.cardinality + ids
+        specific = self._specific(rows)
+        if batch_penalty:
+            self.add_loss(penalty.batch_l2(rows, specific, self.l2))
         return tf.concat([shared, specific], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -179,7 +188,8 @@ class DomainEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return dict(super().get_config(), cardinality=self.cardinality, shared_dim=self.shared_dim,
-                    domain_dim=self.domain_dim, num_domains=self.num_domains, l2=self.l2)
+                    domain_dim=self.domain_dim, num_domains=self.num_domains, l2=self.l2,
+                    l2_scope=self.l2_scope)
 
 
 @keras.utils.register_keras_serializable(package="rankpipe")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from trainer import initializers
+from trainer.layers import penalty
 from trainer.features import InputFeature
 
 MODELS = {
@@ -26,11 +27,20 @@ MODELS = {
 def model_params(name: str) -> List[str]:
     module, fn = MODELS[name]
     builder = getattr(importlib.import_module(module), fn)
-    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")] + ["initializers"]
+    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")] + [
+        "initializers", "l2_embedding_scope"]
 
 
-def build_model(name: str, features: List[InputFeature], params: Dict[str, Any]):
-    """Unknown names and parameters the family does not take are errors, not silently ignored."""
+def needs_id_counts(params: Dict[str, Any]) -> bool:
+    """Whether the model's embedding penalty is scaled by id frequencies (``layers/penalty.py``)."""
+    return bool(params.get("l2_embedding")) and penalty.check(params.get("l2_embedding_scope")) == "batch"
+
+
+def build_model(name: str, features: List[InputFeature], params: Dict[str, Any],
+                id_counts: Optional[Dict[str, Any]] = None):
+    """Unknown names and parameters the family does not take are errors, not silently ignored.
+    ``id_counts`` (feature -> occurrences per id, ``layers.penalty.count_ids``) scales the
+    ``l2_embedding_scope: batch`` penalty."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     accepted = model_params(name)
@@ -39,5 +49,6 @@ def build_model(name: str, features: List[InputFeature], params: Dict[str, Any])
         raise ValueError(f"model {name!r} does not take {unknown}; it takes {accepted}")
     module, fn = MODELS[name]
     params = dict(params)
-    with initializers.using(params.pop("initializers", None)):
+    with initializers.using(params.pop("initializers", None)), penalty.using(params.pop("l2_embedding_scope", None),
+                                                                                  id_counts):
         return getattr(importlib.import_module(module), fn)(features, **params)
