@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--model", default="esmm", choices=sorted(MODEL_PARAMS))
     ap.add_argument("--optimizers", nargs="+", default=["adam", "lazy_adam"])
-    ap.add_argument("--l2-embedding", nargs="+", type=float, default=[0.0],
+    ap.add_argument("--l2-embedding", nargs="*", type=float, default=[0.0],
                     help="model_params.l2_embedding values (over the whole tables) to try with each optimizer")
     ap.add_argument("--batch-l2", nargs="+", type=float, default=[],
                     help="model_params.l2_embedding values with l2_embedding_scope batch (rows a batch looked up)")

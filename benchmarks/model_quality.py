@@ -141,7 +141,7 @@ def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
                         "ctcvr": frame["p_ctcvr"].to_numpy()})
 
 
-GENERIC_PARAMS = ("l2_embedding", "initializers")  # model_params every family takes, kept from --config
+GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers")  # model_params every family takes, kept from --config
 
 
 def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None) -> dict:

@@ -52,7 +52,8 @@ def test_the_more_epochs_overlay_reaches_the_trainer_and_keeps_the_default_model
     longer = load_config(os.path.join(REPO_ROOT, "configs", "more_epochs.yaml"), str(tmp_path))
     built = trainer_config(longer)
     assert built["model"] == default.trainer["model"] and built["epochs"] > default.trainer["epochs"]
-    assert built["model_params"] == dict(default.trainer["model_params"], l2_embedding=0.0003)
-    assert early_stopping_settings(built) == {"holdout_percent": 5, "patience": 1}
+    assert built["model_params"] == dict(default.trainer["model_params"], l2_embedding=1.0,
+                                         l2_embedding_scope="batch")
+    assert early_stopping_settings(built) == {"holdout_percent": 5, "patience": 2}
     assert early_stopping_settings(trainer_config(default))["holdout_percent"] == 0
     assert set(built["model_params"]) <= set(model_params(built["model"]))
