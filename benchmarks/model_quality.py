@@ -274,7 +274,8 @@ def main() -> None:
         print(f"[quality] {model}: overall {results[model]['overall']}", flush=True)
     command = " ".join(["python -m benchmarks.model_quality", f"--impressions {args.impressions}", f"--seeds {args.seeds}"]
                        + ([f"--config {args.config}"] if args.config else [])
-                       + ([f"--epochs {args.epochs}"] if args.epochs else []))
+                       + ([f"--epochs {args.epochs}"] if args.epochs else [])
+                       + (["--no-low"] if args.no_low else []) + (["--no-base"] if args.no_base else []))
     best = max(results, key=lambda m: results[m]["overall"]["ctr"][0])
     gap = orc["overall"]["ctr"] - results[best]["overall"]["ctr"][0]
     md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",
@@ -289,7 +290,10 @@ def main() -> None:
           f"(gap {gap:.4f}); matched form {bound['overall']['ctr']:.4f} (gap {orc['overall']['ctr'] - bound['overall']['ctr']:.4f}).", ""]
     if not args.no_base:
         md += _esmm_vs_base(args, prep, seeds, results, orc)
-    if not args.no_low:
+    if args.no_low:
+        md += ["## (b) MMoE minus Shared-Bottom by task correlation", "",
+               "Not run (`--no-low`): the README quotes the last measurement.", ""]
+    else:
         low = prepare(args.workdir, args.low_correlation, args.impressions)
         low_results = {m: summarise([train_zoo_model(low, m, s, args.epochs, args.config) for s in seeds])
                        for m in ("shared_bottom", "mmoe")}

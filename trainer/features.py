@@ -8,7 +8,7 @@ import tf_keras as keras
 
 from schemas import Feature, FeatureSpec
 from trainer import initializers
-from trainer.layers import penalty
+from trainer.layers import interactions, penalty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,8 @@ def build_inputs(features: List[InputFeature]) -> Dict[str, keras.Input]:
 
 def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: str = "emb",
           l2: float = 0.0) -> Tuple[keras.layers.Layer, List]:
-    """Concatenated embeddings of sparse features and the numeric features, shape (batch, width)."""
+    """The bottom (``layers/interactions.py``; by default the concatenated embeddings of sparse features
+    and the numeric features, shape (batch, width)) and the per-field parts."""
     reg = penalty.table_regularizer(l2)
     parts = []
     for f in features:
@@ -72,4 +73,4 @@ def embed(features: List[InputFeature], inputs: Dict[str, keras.Input], prefix: 
             parts.append(keras.layers.Flatten(name=f"{prefix}_{f.feature.name}_flat")(e))
         else:
             parts.append(x)
-    return keras.layers.Concatenate(name=f"{prefix}_concat")(parts), parts
+    return interactions.interact(parts, prefix), parts

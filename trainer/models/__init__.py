@@ -8,7 +8,7 @@ import inspect
 from typing import Any, Dict, List, Optional
 
 from trainer import initializers
-from trainer.layers import penalty
+from trainer.layers import interactions, penalty
 from trainer.features import InputFeature
 
 MODELS = {
@@ -28,7 +28,7 @@ def model_params(name: str) -> List[str]:
     module, fn = MODELS[name]
     builder = getattr(importlib.import_module(module), fn)
     return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")] + [
-        "initializers", "l2_embedding_scope"]
+        "initializers", "l2_embedding_scope", "bottom", "bottom_params"]
 
 
 def needs_id_counts(params: Dict[str, Any]) -> bool:
@@ -49,6 +49,7 @@ def build_model(name: str, features: List[InputFeature], params: Dict[str, Any],
         raise ValueError(f"model {name!r} does not take {unknown}; it takes {accepted}")
     module, fn = MODELS[name]
     params = dict(params)
-    with initializers.using(params.pop("initializers", None)), penalty.using(params.pop("l2_embedding_scope", None),
-                                                                                  id_counts):
+    with initializers.using(params.pop("initializers", None)), \
+            penalty.using(params.pop("l2_embedding_scope", None), id_counts), \
+            interactions.using(params.pop("bottom", None), params.pop("bottom_params", None)):
         return getattr(importlib.import_module(module), fn)(features, **params)

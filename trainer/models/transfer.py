@@ -21,7 +21,7 @@ import numpy as np
 import tf_keras as keras
 
 from trainer.features import InputFeature
-from trainer.layers import DomainEmbedding, DomainTower, FeatureAttention
+from trainer.layers import DomainEmbedding, DomainTower, FeatureAttention, interactions
 from trainer.models.common import TASKS, check_tasks
 from trainer.models.multi_domain import middle, scene_feature, scene_inputs, sigmoid_heads
 
@@ -42,7 +42,7 @@ def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
              if f.feature.is_sparse else read[name])
         g, _ = FeatureAttention(num_domains, attention_hidden_units, name=f"attention_{name}")([e, onehot])
         gated.append(g)
-    x = keras.layers.Concatenate(name="gated_concat")(gated)
+    x = interactions.interact(gated, "gated")
     logits = {}
     for task, rep in middle(multi_task, multi_task_params, x, tasks).items():
         logits[task], _, _ = DomainTower(num_domains, tower_dnn_hidden_units, domain_tower_dnn_hidden_units,
