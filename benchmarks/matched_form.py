@@ -185,7 +185,7 @@ def bound(train_files: List[str], eval_frame: pd.DataFrame, eval_files: List[str
 
 
 def main() -> None:
-    from benchmarks.model_quality import aucs, oracle, prepare
+    from benchmarks.generated_day import aucs, oracle, prepare
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--impressions", type=int, default=1_000_000)
     ap.add_argument("--correlation", type=float, default=0.6)

@@ -1,0 +1,111 @@
+"""One generated day with known truth, prepared by the real pipeline, and how the quality benchmarks score it.
+
+``prepare`` generates a day and runs the pipeline up to Transform (join, validation, vocabularies);
+``aucs`` scores predictions per slice and head against the eval split's labels (and counterfactual
+conversions drawn from the true pCVR); ``oracle`` scores the generator's own probabilities. Shared by
+``model_quality``, ``matched_form``, ``gbdt``, ``epochs_quality`` and the throughput benchmarks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import os
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+DAY = dt.date(2026, 11, 20)
+HEADS = ("ctr", "cvr_clicked", "cvr_entire", "ctcvr")
+
+
+@dataclasses.dataclass
+class Prepared:
+    home: str
+    train_files: List[str]
+    eval_files: List[str]
+    transform_dir: str
+    eval_frame: pd.DataFrame  # impression_id, scene, click, conversion, p_ctr, p_cvr, p_ctcvr, cf_conversion
+
+
+def prepare(work: str, rho: float, impressions: int) -> Prepared:
+    """Generate a day with task correlation rho and run the pipeline up to Transform."""
+    from tfx import v1 as tfx
+
+    from loggen import write_days
+    from loggen.world import WorldConfig
+    from configs import load_config
+    from pipeline_components.pipeline import create_pipeline
+
+    home = os.path.join(work, f"rho_{rho:+.1f}_n{impressions}")  # a day is reused only at its own size
+    config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
+    root = config.pipeline_root
+    if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
+        write_days(config.logs_root, config.truth_root, DAY, 1, impressions,
+                   world_config=WorldConfig(task_correlation=rho), progress=None)
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat(), until="Transform"))
+    [examples] = glob.glob(os.path.join(root, "LogJoinExampleGen", "examples", "*"))
+    [transform_dir] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+    eval_files = sorted(glob.glob(os.path.join(examples, "Split-eval", "*")))
+    frame = _eval_frame(eval_files, config.truth_root)
+    return Prepared(home, [os.path.join(examples, "Split-train", "*")], eval_files, transform_dir, frame)
+
+
+def _eval_frame(eval_files: List[str], truth_root: str) -> pd.DataFrame:
+    import tensorflow as tf
+    spec = {"impression_id": tf.io.FixedLenFeature([], tf.string), "scene": tf.io.FixedLenFeature([], tf.string),
+            "click": tf.io.FixedLenFeature([], tf.int64), "conversion": tf.io.FixedLenFeature([], tf.int64)}
+    cols: Dict[str, list] = {k: [] for k in spec}
+    for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
+        parsed = tf.io.parse_example(batch, spec)
+        for k in spec:
+            v = parsed[k].numpy()
+            cols[k].extend([x.decode() for x in v] if v.dtype == object else v.tolist())
+    frame = pd.DataFrame(cols)
+    truth = pd.read_parquet(os.path.join(truth_root, f"date={DAY:%Y-%m-%d}"))[
+        ["impression_id", "p_ctr", "p_cvr", "p_ctcvr"]]
+    frame = frame.merge(truth, on="impression_id", how="left", validate="one_to_one")
+    if frame["p_ctr"].isna().any():
+        raise RuntimeError("some eval impressions have no ground truth")
+    rng = np.random.default_rng(12345)  # the same counterfactual labels for every model
+    frame["cf_conversion"] = (rng.random(len(frame)) < frame["p_cvr"].to_numpy()).astype(int)
+    return frame
+
+
+def score(model_dir: str, eval_files: List[str]) -> Dict[str, np.ndarray]:
+    import tensorflow as tf
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    out: Dict[str, list] = {"ctr": [], "cvr": [], "ctcvr": []}
+    for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
+        pred = serve(examples=batch)
+        for k in out:
+            out[k].append(pred[k].numpy().ravel())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def aucs(frame: pd.DataFrame, pred: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
+    """slice -> head -> AUC, for slices overall and each scene."""
+    from sklearn.metrics import roc_auc_score
+    result: Dict[str, Dict[str, float]] = {}
+    for name, mask in [("overall", np.ones(len(frame), bool))] + [
+            (s, (frame["scene"] == s).to_numpy()) for s in sorted(frame["scene"].unique())]:
+        f = frame[mask]
+        clicked = (f["click"] == 1).to_numpy()
+        cases = {"ctr": (f["click"], pred["ctr"][mask]),
+                 "cvr_clicked": (f["conversion"][clicked], pred["cvr"][mask][clicked]),
+                 "cvr_entire": (f["cf_conversion"], pred["cvr"][mask]),
+                 "ctcvr": (f["conversion"], pred["ctcvr"][mask])}
+        result[name] = {h: (float(roc_auc_score(y, p)) if 0 < np.mean(y) < 1 else float("nan"))
+                        for h, (y, p) in cases.items()}
+    return result
+
+
+def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
+    return aucs(frame, {"ctr": frame["p_ctr"].to_numpy(), "cvr": frame["p_cvr"].to_numpy(),
+                        "ctcvr": frame["p_ctcvr"].to_numpy()})
+
+
+def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, tuple]]:
+    return {s: {h: (float(np.nanmean([r[s][h] for r in runs])), float(np.nanstd([r[s][h] for r in runs])))
+                for h in HEADS} for s in runs[0]}
