@@ -59,7 +59,8 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.tfdv_schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"])
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"], examples=example_gen.outputs["examples"],
+                         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
     # The last K validated spans up to this run's (components/resolvers.py says why not SpanRangeStrategy).
     window = tfx.dsl.Resolver(

@@ -11,10 +11,18 @@ Its ``result`` artifact exists only for days that passed, and names the
 Examples artifact it vouches for (``examples_id``, ``span``): the training
 window (``pipeline_components/components/resolvers.py``) takes only spans with such a result, so a day that
 failed validation never reaches a later day's training either.
+
+**An empty sample is not a pass.** TFDV's ``sample_rate`` keeps or drops whole record batches,
+so a small split (a small day, a backfill of a quiet scene) can be left with no sampled rows at
+all, and ExampleValidator then finds nothing wrong with any column. Given the statistics, the
+schema and the examples, the gate recomputes exact statistics in memory for every split whose
+sample is empty while its files hold records (such a split is small by construction), and
+validates those against the schema.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Dict, List, Optional
 
@@ -62,6 +70,12 @@ class Executor(base_executor.BaseExecutor):
         anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
         result = artifact_utils.get_single_instance(output_dict["result"])
         found = read_anomalies(anomalies)
+        if input_dict.get("statistics") and input_dict.get("schema") and input_dict.get("examples"):
+            for split, lines in exact_anomalies_of_empty_samples(
+                    artifact_utils.get_single_instance(input_dict["statistics"]),
+                    artifact_utils.get_single_instance(input_dict["schema"]),
+                    artifact_utils.get_single_instance(input_dict["examples"])).items():
+                found[split] = sorted(set(found.get(split, [])) | set(lines))
         with tf.io.gfile.GFile(os.path.join(result.uri, "anomalies.json"), "w") as fh:
             fh.write(json.dumps(found, indent=2, sort_keys=True))
         result.set_int_custom_property("anomaly_count", sum(len(v) for v in found.values()))
@@ -75,10 +89,46 @@ class Executor(base_executor.BaseExecutor):
                 f"Fix the logs, or if the change is intended, update the schema and rerun.")
 
 
+def exact_anomalies_of_empty_samples(statistics: types.Artifact, schema: types.Artifact,
+                                     examples: types.Artifact) -> Dict[str, List[str]]:
+    """Split name -> anomaly lines, from exact statistics, for the splits whose sampled statistics are empty."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.statistics import stats_impl
+    from tfx_bsl.coders import example_coder
+    schema_proto = tfdv.load_schema_text(io_utils.get_only_uri_in_dir(schema.uri))
+    found: Dict[str, List[str]] = {}
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        stats_path = os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb")
+        if not tf.io.gfile.exists(stats_path):
+            continue
+        sampled = tfdv.load_stats_binary(stats_path)
+        if any(d.num_examples for d in sampled.datasets):
+            continue
+        files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+        records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
+        if not records:
+            continue
+        logging.warning("AnomaliesGate: the statistics sample of split %s is empty (TFDV samples whole record "
+                        "batches); validating exact statistics of its %d examples", split, len(records))
+        batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+        exact = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
+        report = tfdv.validate_statistics(exact, schema_proto)
+        lines = [f"feature '{feature}': {info.short_description} ({info.description})"
+                 for feature, info in sorted(report.anomaly_info.items())]
+        if report.HasField("dataset_anomaly_info"):
+            info = report.dataset_anomaly_info
+            lines.append(f"dataset: {info.short_description} ({info.description})")
+        if lines:
+            found[split] = lines
+    return found
+
+
 class AnomaliesGateSpec(types.ComponentSpec):
     PARAMETERS = {}
     INPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
-              "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True)}
+              "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+              "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+              "schema": ChannelParameter(type=standard_artifacts.Schema, optional=True)}
     OUTPUTS = {"result": ChannelParameter(type=ValidationResult)}
 
 
@@ -86,6 +136,8 @@ class AnomaliesGate(base_component.BaseComponent):
     SPEC_CLASS = AnomaliesGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, anomalies: types.BaseChannel, examples: Optional[types.BaseChannel] = None):
-        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies, examples=examples,
+    def __init__(self, anomalies: types.BaseChannel, examples: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None, schema: Optional[types.BaseChannel] = None):
+        super().__init__(spec=AnomaliesGateSpec(anomalies=anomalies, examples=examples, statistics=statistics,
+                                                schema=schema,
                                                 result=types.Channel(type=ValidationResult)))
