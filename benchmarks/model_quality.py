@@ -36,7 +36,7 @@ from typing import Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks import matched_form  # noqa: E402
+from benchmarks import gbdt, matched_form  # noqa: E402
 from benchmarks.generated_day import (DAY, HEADS, Prepared, aucs, oracle, prepare, score,  # noqa: E402,F401
                                       summarise)
 
@@ -156,6 +156,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="default: the config's")
     ap.add_argument("--no-low", action="store_true", help="skip (b), the second day at low task correlation")
     ap.add_argument("--no-base", action="store_true", help="skip (a), BASE's three trainings per seed")
+    ap.add_argument("--gbdt", action="store_true", help="add LightGBM's row per seed (benchmarks/gbdt.py), "
+                    "the tabular baseline")
     ap.add_argument("--base-epochs", type=int, nargs="+", default=[1, 3, 10],
                     help="BASE sees only clicked impressions: it is trained for each and the best is compared")
     ap.add_argument("--correlation", type=float, default=0.6, help="generator task_correlation (default world)")
@@ -180,8 +182,13 @@ def main() -> None:
     command = " ".join(["python -m benchmarks.model_quality", f"--impressions {args.impressions}", f"--seeds {args.seeds}"]
                        + ([f"--config {args.config}"] if args.config else [])
                        + ([f"--epochs {args.epochs}"] if args.epochs else [])
-                       + (["--no-low"] if args.no_low else []) + (["--no-base"] if args.no_base else []))
+                       + (["--no-low"] if args.no_low else []) + (["--no-base"] if args.no_base else [])
+                       + (["--gbdt"] if args.gbdt else []))
     best = max(results, key=lambda m: results[m]["overall"]["ctr"][0])
+    if args.gbdt:
+        results["LightGBM"] = summarise([aucs(prep.eval_frame, gbdt.predictions(
+            prep.train_files, prep.eval_frame, prep.eval_files, s)) for s in seeds])
+        print(f"[quality] LightGBM: overall {results['LightGBM']['overall']}", flush=True)
     gap = orc["overall"]["ctr"] - results[best]["overall"]["ctr"][0]
     md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",
           f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.impressions:,} impressions, "
