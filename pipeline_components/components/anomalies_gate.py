@@ -53,15 +53,19 @@ def read_anomalies(anomalies: types.Artifact) -> Dict[str, List[str]]:
             continue
         proto = anomalies_pb2.Anomalies()
         proto.ParseFromString(io_utils.read_bytes_file(path))
-        lines = []
-        for feature, info in sorted(proto.anomaly_info.items()):
-            lines.append(f"feature '{feature}': {info.short_description} ({info.description})")
-        if proto.HasField("dataset_anomaly_info"):
-            info = proto.dataset_anomaly_info
-            lines.append(f"dataset: {info.short_description} ({info.description})")
+        lines = anomaly_lines(proto)
         if lines:
             found[split] = lines
     return found
+
+
+def anomaly_lines(proto: anomalies_pb2.Anomalies) -> List[str]:
+    lines = [f"feature '{feature}': {info.short_description} ({info.description})"
+             for feature, info in sorted(proto.anomaly_info.items())]
+    if proto.HasField("dataset_anomaly_info"):
+        info = proto.dataset_anomaly_info
+        lines.append(f"dataset: {info.short_description} ({info.description})")
+    return lines
 
 
 class Executor(base_executor.BaseExecutor):
@@ -112,12 +116,7 @@ def exact_anomalies_of_empty_samples(statistics: types.Artifact, schema: types.A
                         "batches); validating exact statistics of its %d examples", split, len(records))
         batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
         exact = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
-        report = tfdv.validate_statistics(exact, schema_proto)
-        lines = [f"feature '{feature}': {info.short_description} ({info.description})"
-                 for feature, info in sorted(report.anomaly_info.items())]
-        if report.HasField("dataset_anomaly_info"):
-            info = report.dataset_anomaly_info
-            lines.append(f"dataset: {info.short_description} ({info.description})")
+        lines = anomaly_lines(tfdv.validate_statistics(exact, schema_proto))
         if lines:
             found[split] = lines
     return found
