@@ -172,6 +172,9 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     distribution.discard(target, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2), "distribution": dist, "input_cache": cache,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    if id_counts:
+        summary["id_counts"] = {f: {"rows": int(c.sum()), "distinct_ids": int((c > 0).sum()), "table_rows": len(c)}
+                                for f, c in id_counts.items()}
     if holdout:
         losses = summary["history"]["val_loss"]
         summary["early_stopping"] = dict(stopping, epochs_run=len(losses),

@@ -20,8 +20,10 @@ def config_with_floor(home, name, floor, epochs=3):
     with open(path, "w") as fh:
         # 4,000 eval impressions: a wide calibration band, as the floors are low (the gate's own
         # test, test_calibration_gate.py, applies the default band).
-        # Early stopping on a 10 % holdout, with patience enough that every epoch runs (the summary test).
-        yaml.safe_dump({"trainer": {"epochs": epochs, "early_stopping": {"holdout_percent": 10, "patience": epochs}},
+        # Early stopping on a 10 % holdout, with patience enough that every epoch runs (the summary test);
+        # DIN's batch embedding penalty, so the Trainer counts ids before training (configs/more_epochs.yaml).
+        yaml.safe_dump({"trainer": {"epochs": epochs, "early_stopping": {"holdout_percent": 10, "patience": epochs},
+                                    "model_params": {"l2_embedding": 1.0, "l2_embedding_scope": "batch"}},
                         "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor},
                                       "calibration_band": {"overall": [0.5, 2.0], "scene": [0.25, 4.0]}}}, fh)
     return load_config(path, home)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from pipeline_components.orchestration import airflow_local
 
 from pipeline_components.reporting import report
-from tests.e2e.days.conftest import DAY1, DAY2, config_with_floor
+from tests.e2e.days.conftest import DAY1, DAY2, IMPRESSIONS, config_with_floor
 
 pytestmark = pytest.mark.e2e
 
@@ -69,6 +69,11 @@ def test_the_trainer_task_writes_its_summary_on_one_device(day1, home):
     assert stopping["epochs_run"] == day1.trainer["epochs"] and stopping["holdout_percent"] == 10
     assert stopping["holdout_loss"] == summary["history"]["val_loss"]
     assert stopping["best_epoch"] == 1 + int(np.argmin(stopping["holdout_loss"]))
+    assert summary["input_cache"] == "memory"  # epochs after the first read the transformed window from memory
+    # the batch embedding penalty's id counts: one pass over the training rows (the holdout excluded), every feature
+    counts = summary["id_counts"]
+    assert len({c["rows"] for c in counts.values()}) == 1 and 0 < counts["user_id"]["distinct_ids"] <= counts["user_id"]["table_rows"]
+    assert counts["scene"]["distinct_ids"] == 4 and 0.85 < counts["scene"]["rows"] / (0.8 * IMPRESSIONS) < 0.95
 
 
 def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_to_the_report(day1, home):
