@@ -1,6 +1,6 @@
 """Model-zoo quality on generated logs with known truth: AUC per head per scene next to the oracle.
 
-    python -m benchmarks.model_quality --impressions 1000000 --epochs 1 --seeds 3 --out benchmarks/results
+    python -m benchmarks.model_quality --impressions 1000000 --seeds 3 --config configs/more_epochs.yaml --no-low
 
 For one generated day the real pipeline runs up to Transform (join,
 validation, vocabularies). Then every model of the zoo is trained with the
@@ -13,7 +13,9 @@ AUCs, mean ± std over seeds, overall and per scene:
 - cvr (entire space): against a counterfactual conversion drawn from the true
   pCVR for *every* impression (only a simulator can give this label);
 - ctcvr: against conversion, all eval impressions.
-The oracle row scores the same labels with the generator's true probabilities.
+The oracle row scores the same labels with the generator's true probabilities; the matched-form
+row, the generator's own model fitted to the training rows (``benchmarks/matched_form.py``);
+``--gbdt`` adds LightGBM's (``benchmarks/gbdt.py``).
 
 Two published findings are tested and printed:
 (a) ESMM paper: ESMM's CVR beats BASE, a CVR model trained on clicked
