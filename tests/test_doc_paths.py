@@ -18,7 +18,7 @@ from typing import Iterator, List, Set, Tuple
 
 from configs import REPO_ROOT
 
-SKIP_DIRS = {".git", ".venv", "work", "build", "__pycache__", "results", "datasets", ".hypothesis"}
+SKIP_DIRS = {".git", ".venv", ".bench", "work", "build", "__pycache__", "results", "datasets", ".hypothesis"}  # .bench: peers (benchmarks/peers.py)
 SUFFIXES = ("py", "yaml", "sh", "md", "pbtxt", "toml", "cfg", "lock")
 PATH = re.compile(r"(?<![\w/.$-])((?:[A-Za-z_][\w.-]*/)*[A-Za-z_][\w-]*\.(?:%s))(?![\w/])" % "|".join(SUFFIXES))
 
