@@ -16,11 +16,7 @@ def _write(path, n):
 
 
 def _ids(path, **kwargs):
-    ds = make_dataset([str(path)], {"x": tf.io.FixedLenFeature([], tf.float32)},
-                      {"click": tf.io.FixedLenFeature([], tf.int64),
-                       "impression_id": tf.io.FixedLenFeature([], tf.string)},
-                      lambda raw: raw, ["x"], {"ctr": "click"}, batch_size=64, keep=["impression_id"], **kwargs)
-    return [i.decode() for x, _ in ds for i in x["impression_id"].numpy()]
+    return [i.decode() for x, _ in _dataset(path, **kwargs) for i in x["impression_id"].numpy()]
 
 
 def test_holdout_is_a_stable_disjoint_share_of_the_records(tmp_path):
