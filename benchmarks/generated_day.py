@@ -29,8 +29,9 @@ class Prepared:
     eval_frame: pd.DataFrame  # impression_id, scene, click, conversion, p_ctr, p_cvr, p_ctcvr, cf_conversion
 
 
-def prepare(work: str, rho: float, impressions: int) -> Prepared:
-    """Generate a day with task correlation rho and run the pipeline up to Transform."""
+def prepare(work: str, rho: float, impressions: int, covariate_shift: bool = False) -> Prepared:
+    """Generate a day with task correlation rho (and, if asked, scenes that differ in population,
+    ``loggen/shift.py``) and run the pipeline up to Transform."""
     from tfx import v1 as tfx
 
     from loggen import write_days
@@ -38,12 +39,13 @@ def prepare(work: str, rho: float, impressions: int) -> Prepared:
     from configs import load_config
     from pipeline_components.pipeline import create_pipeline
 
-    home = os.path.join(work, f"rho_{rho:+.1f}_n{impressions}")  # a day is reused only at its own size
+    # a day is reused only at its own size and generator setting
+    home = os.path.join(work, f"rho_{rho:+.1f}_n{impressions}" + ("_shift" if covariate_shift else ""))
     config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
     root = config.pipeline_root
     if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
         write_days(config.logs_root, config.truth_root, DAY, 1, impressions,
-                   world_config=WorldConfig(task_correlation=rho), progress=None)
+                   world_config=WorldConfig(task_correlation=rho, covariate_shift=covariate_shift), progress=None)
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat(), until="Transform"))
     [examples] = glob.glob(os.path.join(root, "LogJoinExampleGen", "examples", "*"))
     [transform_dir] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))

@@ -32,6 +32,7 @@ from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before Tenso
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List  # noqa: E402
@@ -56,27 +57,38 @@ MODEL_PARAMS = {
 GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers")  # model_params every family takes, kept from --config
 
 
-def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None) -> dict:
-    """The Trainer's config for ``model`` with this benchmark's layer sizes (``MODEL_PARAMS``); the rest
-    (epochs unless given, early stopping, the embedding penalty, ...) from ``config_path`` if given."""
+def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None,
+                   extra_params: dict = None) -> dict:
+    """The Trainer's config for ``model`` with this benchmark's layer sizes (``MODEL_PARAMS``) and
+    ``extra_params`` (e.g. an interaction bottom); the rest (epochs unless given, early stopping, the
+    embedding penalty, ...) from ``config_path`` if given."""
     from configs import load_config, trainer_config as from_config
     config = load_config(config_path)
     generic = {k: v for k, v in (config.trainer.get("model_params") or {}).items() if k in GENERIC_PARAMS}
-    out = from_config(config, model=model, model_params=dict(generic, **MODEL_PARAMS[model]), seed=seed)
+    params = dict(generic, **MODEL_PARAMS[model], **(extra_params or {}))
+    out = from_config(config, model=model, model_params=params, seed=seed)
     if epochs is not None:
         out["epochs"] = epochs
     return out
 
 
-def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int = None,
-                    config_path: str = None) -> Dict[str, Dict[str, float]]:
+def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int = None, config_path: str = None,
+                    extra_params: dict = None, variant: str = None) -> Dict[str, Dict[str, float]]:
+    """Trains once per model directory (named by model, config, ``variant``, epochs and seed) and
+    scores the eval split."""
     from trainer.run import train
-    cfg = trainer_config(model, seed, epochs, config_path)
+    cfg = trainer_config(model, seed, epochs, config_path, extra_params)
     tag = os.path.splitext(os.path.basename(config_path))[0] if config_path else "default"
-    out = os.path.join(prep.home, "models", f"{model}_{tag}_e{cfg['epochs']}_seed{seed}")
+    name = "_".join([model, tag] + ([variant] if variant else []))
+    out = os.path.join(prep.home, "models", f"{name}_e{cfg['epochs']}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
         train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, cfg)
-    return aucs(prep.eval_frame, score(out, prep.eval_files))
+    scored = os.path.join(out, "bench_aucs.json")  # the eval split of a prepared day never changes
+    if not os.path.exists(scored):
+        with open(scored, "w") as fh:
+            json.dump(aucs(prep.eval_frame, score(out, prep.eval_files)), fh)
+    with open(scored) as fh:
+        return json.load(fh)
 
 
 def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str, float]]:
@@ -188,8 +200,7 @@ def main() -> None:
                        + (["--gbdt"] if args.gbdt else []))
     best = max(results, key=lambda m: results[m]["overall"]["ctr"][0])
     if args.gbdt:
-        results["LightGBM"] = summarise([aucs(prep.eval_frame, gbdt.predictions(
-            prep.train_files, prep.eval_frame, prep.eval_files, s)) for s in seeds])
+        results["LightGBM"] = summarise([gbdt.cached_aucs(prep, s) for s in seeds])
         print(f"[quality] LightGBM: overall {results['LightGBM']['overall']}", flush=True)
     gap = orc["overall"]["ctr"] - results[best]["overall"]["ctr"][0]
     md = [f"# Model quality on generated logs (task_correlation {args.correlation})", "",

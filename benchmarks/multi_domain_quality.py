@@ -10,7 +10,9 @@ One generated day goes through the real pipeline up to Transform (as in
 - transfer, lambda 0: the transfer model, per-scene losses, no adversarial term;
 - transfer, lambda > 0: the same with the Wasserstein term, for each
   ``--adversarial-weights`` value;
-- star: STAR (partitioned normalisation, star-topology towers, auxiliary net).
+- star: STAR (partitioned normalisation, star-topology towers, auxiliary net);
+- with ``--gbdt``, LightGBM: the tabular baseline, one model per head with the scene as a
+  categorical feature (``benchmarks/gbdt.py``).
 AUCs on the eval split, overall and per scene (ctr, cvr on clicked
 impressions, cvr over the entire space with counterfactual labels, ctcvr),
 mean ± std over seeds; the oracle scores the generator's true probabilities.
@@ -165,6 +167,7 @@ def main() -> None:
                     help="lambda values of the Wasserstein term to compare with lambda 0")
     ap.add_argument("--scene-loss", default="per_scene_mean", choices=["per_scene_mean", "pooled"])
     ap.add_argument("--tolerance", type=float, default=0.002)
+    ap.add_argument("--gbdt", action="store_true", help="add LightGBM's row (benchmarks/gbdt.py)")
     ap.add_argument("--workdir", default="/tmp/model-quality")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
@@ -201,6 +204,9 @@ def main() -> None:
         print(f"[multi-domain] seed {seed} done ({time.time() - t0:.0f}s)", flush=True)
 
     results = {k: summarise(v) for k, v in runs.items()}
+    if args.gbdt:
+        from benchmarks import gbdt
+        results["LightGBM"] = summarise([gbdt.cached_aucs(prep, s) for s in seeds])
     counts = frame["scene"].value_counts()
     main_scene = str(counts.index[0])
     small = [str(s) for s in counts.index[1:]]
@@ -216,7 +222,7 @@ def main() -> None:
           f"{args.epochs} epoch(s); seeds {seeds}; scene_loss {args.scene_loss}; "
           f"`python -m benchmarks.multi_domain_quality --impressions {args.impressions} --seeds {args.seeds} "
           f"--epochs {args.epochs} --adversarial-weights {' '.join(f'{w:g}' for w in lams)} "
-          f"--scene-loss {args.scene_loss}`", "",
+          f"--scene-loss {args.scene_loss}" + (" --gbdt" if args.gbdt else "") + "`", "",
           "## AUC per scene and head (mean ± std over seeds)", "", table(results, orc, slices), "",
           "![AUC per scene](multi_domain_quality.png)", "",
           "## The published claim: small scenes up, the main scene not down, the adversarial term adds", "",

@@ -46,8 +46,15 @@ def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
     rng = np.random.default_rng(np.random.SeedSequence([world.config.seed, 1, date.toordinal()]))
     n = int(n_impressions)
     scene = rng.choice(len(world.scene_share), n, p=world.scene_share)
-    user = rng.choice(world.config.n_users, n, p=world.user_weight)
-    item = rng.choice(world.config.n_items, n, p=world.item_weight)
+    if world.population is None:
+        user = rng.choice(world.config.n_users, n, p=world.user_weight)
+        item = rng.choice(world.config.n_items, n, p=world.item_weight)
+    else:  # each scene's impressions from its own user mixture and item pool
+        user, item = np.empty(n, np.int64), np.empty(n, np.int64)
+        for s in range(len(world.scene_share)):
+            at = np.flatnonzero(scene == s)
+            user[at] = rng.choice(world.config.n_users, at.size, p=world.population.user_p[s])
+            item[at] = rng.choice(world.config.n_items, at.size, p=world.population.item_p[s])
     position = np.minimum(rng.geometric(0.2, n), 50)
     ts = day_start_us(date) + np.sort(rng.integers(0, DAY_US, n))
     p_ctr, p_cvr = world.true_probabilities(scene, user, item, position)

@@ -9,15 +9,20 @@ published claims (the papers the model docstrings cite) can be tested against th
 - scenes weigh price and brand differently (``price_weight``, ``brand_weight``),
   which is what per-scene feature attention should discover;
 - ``task_correlation`` (rho) mixes the CTR signal into the CVR logit, the knob
-  the MMoE paper turns on synthetic data.
+  the MMoE paper turns on synthetic data;
+- ``covariate_shift`` (off by default) makes scenes differ in population too: who the users are,
+  which items they see, and for one scene how its users act on the same features
+  (``loggen/shift.py``).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from loggen.shift import DEFAULT_SHIFT, Population, SceneShift
 
 DEVICES = ("ios", "android", "web")
 
@@ -53,6 +58,11 @@ class WorldConfig:
     n_segments: int = 8
     task_correlation: float = 0.6
     scenes: Tuple[Tuple[str, SceneParams], ...] = tuple(DEFAULT_SCENES.items())
+    covariate_shift: bool = False
+    shifts: Tuple[Tuple[str, SceneShift], ...] = tuple(DEFAULT_SHIFT.items())
+    # With covariate_shift: the low-income segments' extra weight on standardised log price, in every
+    # scene, so that a partner_app user behaves like the same user in main_search.
+    low_income_price_weight: float = -0.8
 
     def __post_init__(self):
         if not -1.0 <= self.task_correlation <= 1.0:
@@ -109,6 +119,10 @@ class World:
 
         self.scene_params = [p for _, p in c.scenes]
         self.scene_share = np.array([p.share for p in self.scene_params])
+        # Its own stream, so that the default world's draws are unchanged.
+        self.population: Optional[Population] = (
+            Population(self, dict(c.shifts), np.random.default_rng(np.random.SeedSequence([c.seed, 2])))
+            if c.covariate_shift else None)
 
     def true_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray,
                            position: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -119,14 +133,23 @@ class World:
         w_brand = np.array([p.brand_weight for p in self.scene_params])[scene]
         price_z = self.item_price_z[item]
         brand = self.brand_strength[self.item_brand[item]]
-        shared = (self.user_ctr_bias[user] + self.item_ctr_quality[item]
-                  + self.affinity[self.user_segment[user], self.item_category[item]])
+        segment, category = self.user_segment[user], self.item_category[item]
+        if self.population is None:
+            affinity = self.affinity[segment, category]
+        else:
+            affinity = np.stack(self.population.affinity)[scene, segment, category]
+            w_price = w_price + self.config.low_income_price_weight * (segment < self.population.n_low)
+        shared = self.user_ctr_bias[user] + self.item_ctr_quality[item] + affinity
         own = self.user_cvr_bias[user] + self.item_cvr_quality[item]
         rho = self.config.task_correlation
-        ctr_logit = (ctr_bias + shared + w_price * price_z + w_brand * brand
+        ctr_price, cvr_price = w_price * price_z, 1.5 * w_price * price_z
+        if self.population is not None:
+            offset = np.asarray(self.population.price_offset)[scene]
+            ctr_price, cvr_price = ctr_price + offset, cvr_price + 1.5 * offset
+        ctr_logit = (ctr_bias + shared + ctr_price + w_brand * brand
                      + self.device_effect[self.user_device[user]] - 0.12 * (position - 1))
         cvr_logit = (cvr_bias + rho * shared + math.sqrt(1.0 - rho * rho) * own
-                     + 1.5 * w_price * price_z + 0.5 * w_brand * brand)
+                     + cvr_price + 0.5 * w_brand * brand)
         return _sigmoid(ctr_logit), _sigmoid(cvr_logit)
 
 

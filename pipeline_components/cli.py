@@ -38,12 +38,15 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate(args) -> int:
-    from loggen import WorldConfig, write_days
+    from loggen import World, WorldConfig, write_days
+    from loggen.shift import describe_lines
     config = load_config(args.config, args.home)
     t0 = time.time()
+    world = WorldConfig(seed=args.seed, task_correlation=args.task_correlation, covariate_shift=args.covariate_shift)
+    for line in describe_lines(World(world)):
+        print(line)
     counts = write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions,
-                        WorldConfig(seed=args.seed, task_correlation=args.task_correlation),
-                        raw_schema_path=config.raw_events_path)
+                        world, raw_schema_path=config.raw_events_path)
     print(f"[loggen] wrote {counts} to {config.logs_root} (truth: {config.truth_root}) in {time.time() - t0:.1f}s")
     return 0
 
@@ -187,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--impressions", type=int, default=200_000, help="impressions per day")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--task-correlation", type=float, default=0.6, help="correlation of the CTR and CVR signals")
+    g.add_argument("--covariate-shift", action="store_true",
+                   help="scenes differ in population: user mixtures, item pools and one scene's affinities "
+                        "(loggen/shift.py); prints each scene's distance from the main scene")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="run the pipeline for one day with TFX's LocalDagRunner")
