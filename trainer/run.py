@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
-from trainer import distribution, optimizers  # noqa: E402
+from trainer import distribution, instance_selection, optimizers  # noqa: E402
 from trainer.input_fn import CACHES, TrainingInputs, training_inputs  # noqa: E402
 from trainer.layers import penalty  # noqa: E402
 from trainer.models import build_model, needs_id_counts  # noqa: E402
@@ -110,6 +110,15 @@ class _Progress(keras.callbacks.Callback):
             logging.info("trainer: step %d loss %.4f (%.1fs)", batch, loss, time.time() - self.t0)
 
 
+def _selection_model(config: Dict[str, Any], inputs: TrainingInputs, params: Dict[str, Any]) -> keras.Model:
+    """The transfer model M that instance selection's delayed reward is measured on: the configured
+    model, without the id-frequency penalty (its counts are of the augmented window, not known yet)."""
+    plain = {k: v for k, v in params.items() if k not in ("l2_embedding", "l2_embedding_scope")}
+    model = training_model(build_model(config["model"], inputs.features, plain), inputs.features, config)
+    model.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]))
+    return model
+
+
 def train(train_files: List[str], eval_files: List[str], transform_output: str, serving_model_dir: str,
           config: Dict[str, Any]) -> Dict[str, Any]:
     tf.keras.utils.set_random_seed(int(config["seed"]))
@@ -138,11 +147,16 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     val_ds = (inputs.dataset(train_files, head_labels, batch, shuffle=False, holdout_percent=holdout, holdout=True,
                              **_subdir(cached, "holdout"))
               if holdout else inputs.dataset(eval_files, head_labels, batch, shuffle=False, **_subdir(cached, "eval")))
+    params = dict(config.get("model_params") or {})
+    selection = instance_selection.settings(config)
+    if selection:
+        train_ds, selection = instance_selection.apply(
+            selection, inputs.features, list(loss_weights), train_ds,
+            lambda: _selection_model(config, inputs, params), int(config["seed"]))
     if dist["replicas"] > 1:
         options = distribution.distribute_options(dist["shard_policy"])
         train_ds, eval_ds, val_ds = (d.with_options(options) for d in (train_ds, eval_ds, val_ds))
 
-    params = dict(config.get("model_params") or {})
     id_counts = None
     if needs_id_counts(params):
         # One pass over the training rows before training (it fills the input cache when there is one).
@@ -172,6 +186,8 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     distribution.discard(target, serving_model_dir)
     summary = {"train_seconds": round(elapsed, 2), "distribution": dist, "input_cache": cache,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    if selection:
+        summary["instance_selection"] = selection
     if id_counts:
         summary["id_counts"] = {f: {"rows": int(c.sum()), "distinct_ids": int((c > 0).sum()), "table_rows": len(c)}
                                 for f, c in id_counts.items()}

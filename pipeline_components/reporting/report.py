@@ -32,6 +32,8 @@ class RunSummary:
     report_uri: Optional[str] = None  # the DeploymentGate's report.md / report.png
     baseline_span: Optional[str] = None  # span date of the model it was compared with; "" = none
     trained_on: List[str] = dataclasses.field(default_factory=list)  # span dates of the training window
+    # the Trainer's train_summary.json "instance_selection" (trainer/instance_selection.py), if it selected
+    selection: Optional[Dict] = None
     # (slice, head) -> metric name -> value; slice is "overall" or a scene name
     metrics: Dict[Tuple[str, str], Dict[str, float]] = dataclasses.field(default_factory=dict)
 
@@ -65,15 +67,33 @@ def _input_by_key(store, execution_id: int, key: str) -> List[int]:
             if e.type == INPUT and e.path.steps and e.path.steps[0].key == key]
 
 
-def _training_window(store, evaluator_id: int) -> List[str]:
-    """Span dates the evaluated model was trained on: Evaluator --model--> Trainer --examples-->."""
+def _trainer(store, evaluator_id: int) -> Optional[int]:
+    """The execution that trained the evaluated model: Evaluator --model--> Trainer."""
     for model_id in _input_by_key(store, evaluator_id, "model"):
-        producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_id]) if e.type in OUTPUTS]
-        for trainer_id in producers:
-            examples = store.get_artifacts_by_id(_input_by_key(store, trainer_id, "examples"))
-            return sorted(a.custom_properties["span_date"].string_value for a in examples
-                          if "span_date" in a.custom_properties)
-    return []
+        for e in store.get_events_by_artifact_ids([model_id]):
+            if e.type in OUTPUTS:
+                return e.execution_id
+    return None
+
+
+def _training_window(store, trainer_id: int) -> List[str]:
+    """Span dates the Trainer trained on: Trainer --examples-->."""
+    examples = store.get_artifacts_by_id(_input_by_key(store, trainer_id, "examples"))
+    return sorted(a.custom_properties["span_date"].string_value for a in examples
+                  if "span_date" in a.custom_properties)
+
+
+def _selection(store, type_names: Dict[int, str], trainer_id: int) -> Optional[Dict]:
+    """The instance-selection statistics of the Trainer's train_summary.json (in its ModelRun)."""
+    import json
+
+    import tensorflow as tf
+    for out in _outputs(store, trainer_id):
+        path = os.path.join(out.uri, "train_summary.json")
+        if type_names.get(out.type_id) == "ModelRun" and tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as fh:
+                return json.load(fh).get("instance_selection")
+    return None
 
 
 def _latest_execution(store, ids: List[int], type_names: Dict[int, str], suffix: str):
@@ -114,7 +134,10 @@ def collect_runs(config: PipelineConfig) -> List[RunSummary]:
         summary = RunSummary(span_date=art.custom_properties["span_date"].string_value, examples_uri=art.uri)
         evaluator = _latest_execution(store, _consumers(store, art.id), type_names, "Evaluator")
         if evaluator is not None:
-            summary.trained_on = _training_window(store, evaluator.id)
+            trainer = _trainer(store, evaluator.id)
+            if trainer is not None:
+                summary.trained_on = _training_window(store, trainer)
+                summary.selection = _selection(store, type_names, trainer)
             for out in _outputs(store, evaluator.id):
                 if type_names.get(out.type_id) == "ModelEvaluation":
                     summary.evaluation_uri = out.uri
@@ -171,6 +194,8 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
         if run.trained_on:
             notes.append(f"{run.span_date}: trained on {len(run.trained_on)} span(s) "
                          f"{run.trained_on[0]}..{run.trained_on[-1]}")
+        for line in selection_lines(run.selection):
+            notes.append(f"{run.span_date}: {line}")
         if run.baseline_span is not None:
             notes.append(f"{run.span_date}: compared with the model of span {run.baseline_span}" if run.baseline_span
                          else f"{run.span_date}: no baseline (no blessed model of an earlier span)")
@@ -179,6 +204,21 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
         if run.report_uri:
             notes.append(f"{run.span_date}: gate report {os.path.join(run.report_uri, 'report.md')}")
     return "\n".join(lines + [""] + notes)
+
+
+def selection_lines(selection: Optional[Dict]) -> List[str]:
+    """Per target scene: source rows kept over the training window, and the discriminator's accuracy
+    over the episodes (toward 0.5: the kept rows look like the target's)."""
+    lines = []
+    for name, stats in ((selection or {}).get("targets") or {}).items():
+        accuracy = [e.get("discriminator_accuracy") for e in stats.get("episodes", [])]
+        shown = " -> ".join("-" if a is None else f"{a:.2f}" for a in accuracy)
+        total = stats.get("window_source_rows") or 0
+        kept = stats.get("window_kept_rows") or 0
+        lines.append(f"instance selection added {kept:,} of {total:,} {selection.get('source_scene')} examples "
+                     f"({kept / max(total, 1):.1%}, tau {selection.get('tau')}) to {name}; "
+                     f"discriminator accuracy by episode {shown}")
+    return lines
 
 
 def report_for(config: PipelineConfig) -> str:
