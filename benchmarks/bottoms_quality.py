@@ -117,6 +117,7 @@ def main() -> None:
                          "is measured too")
     ap.add_argument("--zoo-at", nargs="*", default=[], metavar="SIZE:RHO",
                     help="days on which every zoo model is also trained with the best bottom")
+    ap.add_argument("--zoo-seeds", type=int, help="seeds for the other zoo models (default: --seeds)")
     ap.add_argument("--workdir", default="/tmp/model-quality")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
@@ -146,14 +147,15 @@ def main() -> None:
         if (n, rho) in zoo_at and not shift:
             for other in (m for m in MODEL_PARAMS if m != model):
                 for b in dict.fromkeys(["concat", best]):
-                    summary = train_variant(prep, other, b, seeds, args.config, args.epochs)
+                    summary = train_variant(prep, other, b, seeds[:args.zoo_seeds or len(seeds)], args.config, args.epochs)
                     zoo_lines.append(verdict(f"{other} ({label})", b, summary, tree))
 
     command = (f"python -m benchmarks.bottoms_quality --impressions {' '.join(map(str, args.impressions))} "
                f"--correlations {' '.join(f'{r:g}' for r in args.correlations)} --seeds {args.seeds} "
                f"--config {args.config}" + (f" --epochs {args.epochs}" if args.epochs else "")
                + (f" --covariate-shift {' '.join(map(str, args.covariate_shift))}" if args.covariate_shift else "")
-               + (f" --zoo-at {' '.join(args.zoo_at)}" if args.zoo_at else ""))
+               + (f" --zoo-at {' '.join(args.zoo_at)}" if args.zoo_at else "")
+               + (f" --zoo-seeds {args.zoo_seeds}" if args.zoo_seeds else ""))
     md = ["# Interaction bottoms against LightGBM, on generated days", "",
           f"machine: {platform.machine()}, {os.cpu_count()} cores; model {model}; seeds {seeds}; "
           f"config {args.config}; `{command}`", "",

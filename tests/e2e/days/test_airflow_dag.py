@@ -73,7 +73,15 @@ def test_the_trainer_task_writes_its_summary_on_one_device(day1, home):
     # the batch embedding penalty's id counts: one pass over the training rows (the holdout excluded), every feature
     counts = summary["id_counts"]
     assert len({c["rows"] for c in counts.values()}) == 1 and 0 < counts["user_id"]["distinct_ids"] <= counts["user_id"]["table_rows"]
-    assert counts["scene"]["distinct_ids"] == 4 and 0.85 < counts["scene"]["rows"] / (0.8 * IMPRESSIONS) < 0.95
+    # instance selection for partner_app (the lenient config): per episode the discriminator's accuracy,
+    # over the window the main_search rows kept, which the id counts include as partner_app rows
+    selection = summary["instance_selection"]
+    partner = selection["targets"]["partner_app"]
+    assert selection["source_scene"] == "main_search" and len(partner["episodes"]) == 2
+    assert all(0.0 <= e["discriminator_accuracy"] <= 1.0 for e in partner["episodes"])
+    assert 0 <= partner["window_kept_rows"] <= partner["window_source_rows"] < 0.8 * IMPRESSIONS
+    windowed = counts["scene"]["rows"] - partner["window_kept_rows"]
+    assert counts["scene"]["distinct_ids"] == 4 and 0.85 < windowed / (0.8 * IMPRESSIONS) < 0.95
 
 
 def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_to_the_report(day1, home):
@@ -89,6 +97,10 @@ def test_first_run_is_gated_by_floors_and_serving_check_and_the_task_log_points_
     log = open(os.path.join(home, "airflow_day1.log")).read()
     assert f"Report: {os.path.join(run.report_uri, 'report.md')}" in log
     assert "serving check passed" in log
+    # the run report follows the Evaluator's model to its Trainer's summary: what selection added
+    notes = [line for line in report.report_for(day1).splitlines()
+             if line.startswith(f"{DAY1}:") and "instance selection added" in line]
+    assert len(notes) == 1 and "main_search examples" in notes[0] and "to partner_app" in notes[0]
 
 
 def test_pushed_model_scores_raw_examples(day1, home):
