@@ -33,6 +33,7 @@ from typing import Dict, List, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import gbdt  # noqa: E402
+from benchmarks.output import parse_with_locations, save_figure, write_markdown  # noqa: E402
 from benchmarks.generated_day import HEADS, oracle, prepare, summarise  # noqa: E402
 from benchmarks.model_quality import MODEL_PARAMS, train_zoo_model  # noqa: E402
 
@@ -96,9 +97,7 @@ def chart(days: Dict[str, Tuple[dict, Dict[str, Summary]]], path: str) -> None:
         lows = [min(res[n]["overall"][head][0] for n in names) for _, res in days.values()]
         ax.set_ylim(min(lows) - 0.02, max(orc["overall"][head] for orc, _ in days.values()) + 0.01)
         ax.set_title(f"overall {head} AUC")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, axes, path)
 
 
 def main() -> None:
@@ -118,10 +117,7 @@ def main() -> None:
     ap.add_argument("--zoo-at", nargs="*", default=[], metavar="SIZE:RHO",
                     help="days on which every zoo model is also trained with the best bottom")
     ap.add_argument("--zoo-seeds", type=int, help="seeds for the other zoo models (default: --seeds)")
-    ap.add_argument("--workdir", default="/tmp/model-quality")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = parse_with_locations(ap)
     t0 = time.time()
     seeds = list(range(args.seeds))
     model = args.model or load_config(args.config).trainer["model"]
@@ -173,10 +169,7 @@ def main() -> None:
                "|---|---|" + "---|" * len(JUDGED) + "---|", *zoo_lines, ""]
     md += ["![bottoms](bottoms_quality.png)", "", f"total time {time.time() - t0:.0f}s"]
     chart(days, os.path.join(args.out, "bottoms_quality.png"))
-    text = "\n".join(md)
-    with open(os.path.join(args.out, "bottoms_quality.md"), "w") as fh:
-        fh.write(text + "\n")
-    print(text)
+    write_markdown(args.out, "bottoms_quality", md)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from typing import Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import gbdt, matched_form  # noqa: E402
+from benchmarks.output import parse_with_locations, save_figure, write_markdown  # noqa: E402
 from benchmarks.generated_day import (DAY, HEADS, Prepared, aucs, oracle, prepare, score,  # noqa: E402,F401
                                       summarise)
 
@@ -156,9 +157,7 @@ def chart(results, orc, path: str, bound=None) -> None:
         ax.set_xticklabels(slices, rotation=30, ha="right")
         ax.set_ylim(0.5, 1.0)
         ax.set_title(f"{head} AUC")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, axes, path)
 
 
 def main() -> None:
@@ -177,10 +176,7 @@ def main() -> None:
     ap.add_argument("--correlation", type=float, default=0.6, help="generator task_correlation (default world)")
     ap.add_argument("--low-correlation", type=float, default=-0.3)
     ap.add_argument("--models", nargs="+", default=list(MODEL_PARAMS))
-    ap.add_argument("--workdir", default="/tmp/model-quality")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = parse_with_locations(ap)
     t0 = time.time()
     seeds = list(range(args.seeds))
 
@@ -228,11 +224,8 @@ def main() -> None:
             md.append(f"| {rho:+.1f} | " + " | ".join(
                 f"{res['mmoe']['overall'][h][0] - res['shared_bottom']['overall'][h][0]:+.4f}" for h in HEADS) + " |")
     md += ["", f"total time {time.time() - t0:.0f}s"]
-    text = "\n".join(md)
-    with open(os.path.join(args.out, "model_quality.md"), "w") as fh:
-        fh.write(text + "\n")
     chart(results, orc, os.path.join(args.out, "model_quality.png"), bound)
-    print(text)
+    write_markdown(args.out, "model_quality", md)
 
 
 def _esmm_vs_base(args, prep: Prepared, seeds: List[int], results, orc) -> List[str]:

@@ -38,6 +38,7 @@ from typing import Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.output import parse_with_locations, write_markdown  # noqa: E402
 from benchmarks.model_quality import HEADS, Prepared, aucs, chart, oracle, prepare, score, summarise, table  # noqa: E402
 
 ESMM = {"tower_dnn_hidden_units": [128, 64]}
@@ -168,10 +169,7 @@ def main() -> None:
     ap.add_argument("--scene-loss", default="per_scene_mean", choices=["per_scene_mean", "pooled"])
     ap.add_argument("--tolerance", type=float, default=0.002)
     ap.add_argument("--gbdt", action="store_true", help="add LightGBM's row (benchmarks/gbdt.py)")
-    ap.add_argument("--workdir", default="/tmp/model-quality")
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = parse_with_locations(ap)
     t0 = time.time()
     seeds = list(range(args.seeds))
     prep = prepare(args.workdir, 0.6, args.impressions)
@@ -235,10 +233,7 @@ def main() -> None:
           "| model | seconds |", "|---|---|",
           *[f"| {k} | {np.nanmean(v):.0f} |" for k, v in timing.items() if v and not np.all(np.isnan(v))],
           "", f"total time {time.time() - t0:.0f}s"]
-    text = "\n".join(md)
-    with open(os.path.join(args.out, "multi_domain_quality.md"), "w") as fh:
-        fh.write(text + "\n")
-    print(text)
+    write_markdown(args.out, "multi_domain_quality", md)
 
 
 if __name__ == "__main__":
