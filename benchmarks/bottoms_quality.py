@@ -47,9 +47,14 @@ JUDGED = ("ctr", "ctcvr")
 Summary = Dict[str, Dict[str, tuple]]
 
 
-def train_variant(prep, model: str, variant: str, seeds: List[int], config: str, epochs: int) -> Summary:
+def train_variant(prep, model: str, variant: str, seeds: List[int], config: str, epochs: int,
+                  train_missing: bool = True) -> Summary:
+    """Mean ± std over seeds; None if some seed's model is not trained and ``train_missing`` is off."""
     runs = [train_zoo_model(prep, model, s, epochs, config, VARIANTS[variant],
-                            None if variant == "concat" else variant) for s in seeds]
+                            None if variant == "concat" else variant, train_missing) for s in seeds]
+    if any(r is None for r in runs):
+        print(f"[bottoms] {model} + {variant}: not trained for every seed, left out (--report-only)", flush=True)
+        return None
     result = summarise(runs)
     print(f"[bottoms] {model} + {variant}: overall " + ", ".join(
         f"{h} {result['overall'][h][0]:.4f}" for h in HEADS), flush=True)
@@ -84,17 +89,19 @@ def chart(days: Dict[str, Tuple[dict, Dict[str, Summary]]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(JUDGED), figsize=(6 * len(JUDGED), 4.5))
-    names = list(next(iter(days.values()))[1])
+    names = list(dict.fromkeys(n for _, res in days.values() for n in res))
     width = 0.8 / (len(names) + 1)
     x = np.arange(len(days))
     for ax, head in zip(axes, JUDGED):
         ax.bar(x, [orc["overall"][head] for orc, _ in days.values()], width, label="oracle", color="black", alpha=0.3)
         for i, name in enumerate(names, start=1):
-            ax.bar(x + i * width, [res[name]["overall"][head][0] for _, res in days.values()], width,
-                   yerr=[res[name]["overall"][head][1] for _, res in days.values()], label=name)
+            missing = (np.nan, 0.0)
+            ax.bar(x + i * width, [res.get(name, {}).get("overall", {}).get(head, missing)[0] for _, res in days.values()],
+                   width, yerr=[res.get(name, {}).get("overall", {}).get(head, missing)[1] for _, res in days.values()],
+                   label=name)
         ax.set_xticks(x + width * len(names) / 2)
         ax.set_xticklabels(list(days), rotation=15)
-        lows = [min(res[n]["overall"][head][0] for n in names) for _, res in days.values()]
+        lows = [min(res[n]["overall"][head][0] for n in res) for _, res in days.values()]
         ax.set_ylim(min(lows) - 0.02, max(orc["overall"][head] for orc, _ in days.values()) + 0.01)
         ax.set_title(f"overall {head} AUC")
     save_figure(fig, axes, path)
@@ -117,6 +124,8 @@ def main() -> None:
     ap.add_argument("--zoo-at", nargs="*", default=[], metavar="SIZE:RHO",
                     help="days on which every zoo model is also trained with the best bottom")
     ap.add_argument("--zoo-seeds", type=int, help="seeds for the other zoo models (default: --seeds)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train and fit nothing: report what earlier runs left in --workdir, leave out the rest")
     args = parse_with_locations(ap)
     t0 = time.time()
     seeds = list(range(args.seeds))
@@ -128,22 +137,35 @@ def main() -> None:
     settings = [(n, rho, False) for rho in args.correlations for n in args.impressions] + [
         (n, 0.6, True) for n in args.covariate_shift]
     for n, rho, shift in settings:
-        prep = prepare(args.workdir, rho, n, shift)
         label = f"{n // 1000}k, ρ {rho:+.1f}" + (", covariate shift" if shift else "")
+        prep = prepare(args.workdir, rho, n, shift, create=not args.report_only)
+        if prep is None:
+            print(f"[bottoms] {label}: no prepared day, left out (--report-only)", flush=True)
+            continue
         orc = oracle(prep.eval_frame)
-        results = {f"{model} + {b}": train_variant(prep, model, b, seeds, args.config, args.epochs)
+        train = not args.report_only
+        results = {f"{model} + {b}": train_variant(prep, model, b, seeds, args.config, args.epochs, train)
                    for b in args.bottoms}
-        tree = summarise([gbdt.cached_aucs(prep, s) for s in seeds])
+        results = {k: v for k, v in results.items() if v is not None}
+        trees = [gbdt.cached_aucs(prep, s, fit_missing=train) for s in seeds]
+        if not results or any(t is None for t in trees):
+            print(f"[bottoms] {label}: not measured yet, left out (--report-only)", flush=True)
+            continue
+        tree = summarise(trees)
         print(f"[bottoms] {label} LightGBM: overall " + ", ".join(
             f"{h} {tree['overall'][h][0]:.4f}" for h in HEADS), flush=True)
-        best = max(args.bottoms, key=lambda b: score_of(results[f"{model} + {b}"]))
+        tried = [b for b in args.bottoms if f"{model} + {b}" in results]
+        best = max(tried, key=lambda b: score_of(results[f"{model} + {b}"]))
         verdicts.append(verdict(f"{model} ({label})", best, results[f"{model} + {best}"], tree))
         results["LightGBM"] = tree
         days[label] = (orc, results)
         if (n, rho) in zoo_at and not shift:
             for other in (m for m in MODEL_PARAMS if m != model):
                 for b in dict.fromkeys(["concat", best]):
-                    summary = train_variant(prep, other, b, seeds[:args.zoo_seeds or len(seeds)], args.config, args.epochs)
+                    summary = train_variant(prep, other, b, seeds[:args.zoo_seeds or len(seeds)], args.config,
+                                            args.epochs, train)
+                    if summary is None:
+                        continue
                     zoo_lines.append(verdict(f"{other} ({label})", b, summary, tree))
 
     command = (f"python -m benchmarks.bottoms_quality --impressions {' '.join(map(str, args.impressions))} "

@@ -87,9 +87,10 @@ def predictions(train_files: List[str], eval_frame: pd.DataFrame, eval_files: Li
             "cvr": fit_predict(x_train[clicked].reset_index(drop=True), conversion[clicked], x_eval, seed, rounds)}
 
 
-def cached_aucs(prep, seed: int, rounds: int = 2000) -> Dict[str, Dict[str, float]]:
+def cached_aucs(prep, seed: int, rounds: int = 2000, fit_missing: bool = True):
     """``aucs`` of LightGBM's predictions on a prepared day, kept in ``<home>/gbdt/`` (a fit at 1M
-    impressions takes minutes per head) so that every benchmark's table reuses the same fits."""
+    impressions takes minutes per head) so that every benchmark's table reuses the same fits; None
+    for a fit not made yet when not ``fit_missing``."""
     import hashlib
     import json
 
@@ -97,6 +98,8 @@ def cached_aucs(prep, seed: int, rounds: int = 2000) -> Dict[str, Dict[str, floa
     tag = hashlib.sha1(json.dumps(PARAMS, sort_keys=True).encode()).hexdigest()[:8]  # new parameters, new fits
     path = os.path.join(prep.home, "gbdt", f"aucs_r{rounds}_{tag}_seed{seed}.json")
     if not os.path.exists(path):
+        if not fit_missing:
+            return None
         result = aucs(prep.eval_frame, predictions(prep.train_files, prep.eval_frame, prep.eval_files, seed, rounds))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w") as fh:

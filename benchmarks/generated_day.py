@@ -29,9 +29,10 @@ class Prepared:
     eval_frame: pd.DataFrame  # impression_id, scene, click, conversion, p_ctr, p_cvr, p_ctcvr, cf_conversion
 
 
-def prepare(work: str, rho: float, impressions: int, covariate_shift: bool = False) -> Prepared:
+def prepare(work: str, rho: float, impressions: int, covariate_shift: bool = False, create: bool = True):
     """Generate a day with task correlation rho (and, if asked, scenes that differ in population,
-    ``loggen/shift.py``) and run the pipeline up to Transform."""
+    ``loggen/shift.py``) and run the pipeline up to Transform; with ``create`` off, None for a day
+    not prepared yet."""
     from tfx import v1 as tfx
 
     from loggen import write_days
@@ -44,6 +45,8 @@ def prepare(work: str, rho: float, impressions: int, covariate_shift: bool = Fal
     config = load_config(home=home, overrides={"training_window": {"num_spans": 1}})
     root = config.pipeline_root
     if not glob.glob(os.path.join(root, "Transform", "transform_graph", "*")):
+        if not create:
+            return None
         write_days(config.logs_root, config.truth_root, DAY, 1, impressions,
                    world_config=WorldConfig(task_correlation=rho, covariate_shift=covariate_shift), progress=None)
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat(), until="Transform"))

@@ -74,15 +74,17 @@ def trainer_config(model: str, seed: int, epochs: int = None, config_path: str =
 
 
 def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int = None, config_path: str = None,
-                    extra_params: dict = None, variant: str = None) -> Dict[str, Dict[str, float]]:
+                    extra_params: dict = None, variant: str = None, train_missing: bool = True):
     """Trains once per model directory (named by model, config, ``variant``, epochs and seed) and
-    scores the eval split."""
+    scores the eval split; None for a model not trained yet when not ``train_missing``."""
     from trainer.run import train
     cfg = trainer_config(model, seed, epochs, config_path, extra_params)
     tag = os.path.splitext(os.path.basename(config_path))[0] if config_path else "default"
     name = "_".join([model, tag] + ([variant] if variant else []))
     out = os.path.join(prep.home, "models", f"{name}_e{cfg['epochs']}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
+        if not train_missing:
+            return None
         train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, cfg)
     scored = os.path.join(out, "bench_aucs.json")  # the eval split of a prepared day never changes
     if not os.path.exists(scored):
