@@ -38,7 +38,7 @@ from benchmarks.generated_day import HEADS, oracle, prepare, summarise  # noqa: 
 from benchmarks.model_quality import MODEL_PARAMS, train_zoo_model  # noqa: E402
 
 VARIANTS = {
-    "concat": {},  # no variant tag: the same model directories as model_quality's
+    "concat": {"bottom": "concat"},  # no variant tag: the same model directories as model_quality's
     "fm": {"bottom": "fm"},
     "dcn_v2_stacked": {"bottom": "dcn_v2", "bottom_params": {"structure": "stacked"}},
     "dcn_v2_parallel": {"bottom": "dcn_v2", "bottom_params": {"structure": "parallel"}},

@@ -55,7 +55,8 @@ MODEL_PARAMS = {
 }
 
 
-GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers")  # model_params every family takes, kept from --config
+# model_params every family takes, kept from --config (and configs/pipeline.yaml under it)
+GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers", "bottom", "bottom_params")
 
 
 def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None,
@@ -80,6 +81,8 @@ def train_zoo_model(prep: Prepared, model: str, seed: int, epochs: int = None, c
     from trainer.run import train
     cfg = trainer_config(model, seed, epochs, config_path, extra_params)
     tag = os.path.splitext(os.path.basename(config_path))[0] if config_path else "default"
+    bottom = cfg["model_params"].get("bottom") or "concat"
+    variant = variant or (None if bottom == "concat" else bottom)  # a concat model keeps its old directory name
     name = "_".join([model, tag] + ([variant] if variant else []))
     out = os.path.join(prep.home, "models", f"{name}_e{cfg['epochs']}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
@@ -106,7 +109,9 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
     from trainer.run import export_serving_model
 
     cfg = trainer_config("esmm", seed, epochs)
-    out = os.path.join(prep.home, "models", f"base_cvr_e{epochs}_seed{seed}")
+    bottom = cfg["model_params"].get("bottom") or "concat"
+    out = os.path.join(prep.home, "models", "base_cvr" + ("" if bottom == "concat" else f"_{bottom}")
+                       + f"_e{epochs}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
         tf.keras.utils.set_random_seed(seed)
         inputs = training_inputs(cfg["feature_spec_path"], prep.transform_dir)
@@ -117,7 +122,7 @@ def train_base_cvr(prep: Prepared, seed: int, epochs: int) -> Dict[str, Dict[str
             mask = tf.reshape(y["ctr"] > 0, [-1])
             return ({k: tf.boolean_mask(v, mask) for k, v in x.items()},
                     {"cvr": tf.boolean_mask(y["cvr"], mask)})
-        model = build_model("esmm", inputs.features, MODEL_PARAMS["esmm"])
+        model = build_model("esmm", inputs.features, cfg["model_params"])  # ESMM's network, CVR head only
         trainable = MultiTaskModel(model, {"cvr": 1.0})
         trainable.compile(optimizer=optimizers.make(cfg["optimizer"], cfg["learning_rate"]))
         trainable.fit(ds.map(clicked_only), epochs=epochs, verbose=0)
