@@ -187,7 +187,10 @@ def main() -> None:
            f"Best bottom per day: the highest mean of overall {' and '.join(JUDGED)} AUC. σ combines both "
            "standard deviations over seeds.", "", head, "|---|---|" + "---|" * len(JUDGED) + "---|", *verdicts, ""]
     if zoo_lines:
-        md += ["## Every zoo model, concat and the default model's best bottom", "", head,
+        zoo_seeds = args.zoo_seeds or len(seeds)
+        md += ["## Every zoo model, concat and the default model's best bottom", "",
+               f"{zoo_seeds} seed(s) per zoo model" + (": σ is LightGBM's alone" if zoo_seeds == 1 else "") + ".",
+               "", head,
                "|---|---|" + "---|" * len(JUDGED) + "---|", *zoo_lines, ""]
     md += ["![bottoms](bottoms_quality.png)", "", f"total time {time.time() - t0:.0f}s"]
     chart(days, os.path.join(args.out, "bottoms_quality.png"))

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Dict, List
+from typing import Any, Dict, List
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from loggen.world import World
+World = Any  # loggen.world.World, which imports this module (no import back: no cycle)
 
 POOLS = ("all", "cheap", "brands", "random")
 
@@ -63,7 +62,7 @@ class Population:
     """Per scene: who is shown (user probabilities), what is shown (item probabilities) and the
     segment x category affinity that scene's users act on."""
 
-    def __init__(self, world: "World", shifts: Dict[str, SceneShift], rng: np.random.Generator):
+    def __init__(self, world: World, shifts: Dict[str, SceneShift], rng: np.random.Generator):
         c = world.config
         missing = [s for s in c.scene_names if s not in shifts]
         if missing:
@@ -101,7 +100,7 @@ class Population:
         return np.concatenate([low, rest])
 
     @staticmethod
-    def _pool(world: "World", shift: SceneShift, rng: np.random.Generator) -> np.ndarray:
+    def _pool(world: World, shift: SceneShift, rng: np.random.Generator) -> np.ndarray:
         n = len(world.item_names)
         if shift.pool == "all":
             return np.ones(n)
@@ -112,7 +111,7 @@ class Population:
             return brands[world.item_brand].astype(float)
         return (rng.random(n) < shift.pool_fraction).astype(float)
 
-    def describe(self, world: "World") -> List[Dict[str, float]]:
+    def describe(self, world: World) -> List[Dict[str, float]]:
         """Per scene, distances from the main scene (the first): total variation of the segment
         shares and of the item distribution, the share of items in the pool, and a."""
         c = world.config
@@ -129,7 +128,7 @@ class Population:
         return out
 
 
-def describe_lines(world: "World") -> List[str]:
+def describe_lines(world: World) -> List[str]:
     """What ``rankpipe generate-logs`` prints about the scenes' populations."""
     if world.population is None:
         return ["[loggen] scenes share one population (covariate_shift off)"]

@@ -92,3 +92,10 @@ def file_size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+# The serving check's single-example p99 latency is a wall-clock figure: the end-to-end tests, whose
+# subject is not latency, give it a budget no loaded machine misses (one run beside a benchmark measured
+# 165 ms against the default 100 ms and refused the model). The gate itself is tested with budgets of
+# 0 and 10 s in tests/pipeline_components/components/test_serving_check.py.
+UNTIMED_SERVING_CHECK = {"latency_budget_ms": 60_000}

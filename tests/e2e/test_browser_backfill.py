@@ -38,7 +38,7 @@ from configs import REPO_ROOT, load_config
 from pipeline_components.orchestration.ports import free_ports
 from tests.pipeline_components.components.join_helpers import read_examples
 from tests.ui_process import running_ui
-from tests.waits import scaled, wait_for
+from tests.waits import UNTIMED_SERVING_CHECK, scaled, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +100,7 @@ def _config(home, databases):
         "schedule": None, "parallelism": 3, "backfill_poke_seconds": 20})
     # Tiny days: floors at 0, a lenient no-regression threshold and no calibration band (1,000 eval
     # impressions: noise alone moves calibration by 15 %), so every day is blessed and pushed.
-    production.update({"trainer": {"epochs": 1},
+    production.update({"trainer": {"epochs": 1}, "serving_check": UNTIMED_SERVING_CHECK,
                        "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0, "calibration_band": None}})
     path = os.path.join(home, "production.yaml")
     with open(path, "w") as fh:

@@ -28,6 +28,7 @@ from pipeline_components.components import gate_report
 from pipeline_components.orchestration import compiled
 from pipeline_components.reporting import report
 from schemas import load_feature_spec
+from tests.waits import UNTIMED_SERVING_CHECK
 
 # The last commit with the old layout (log_join.py, compiled.py, ... side by side in pipeline_components).
 PRE_MOVE = "a0ebc42049dbcf5a8ef90709f47e47f8eddc7618"
@@ -67,7 +68,7 @@ def test_a_home_made_before_the_move_runs_its_next_day_after_it(tmp_path):
     write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 2, IMPRESSIONS, progress=None)
     config_path = str(tmp_path / "lenient.yaml")
     with open(config_path, "w") as fh:
-        yaml.safe_dump({"trainer": {"epochs": 1},
+        yaml.safe_dump({"trainer": {"epochs": 1}, "serving_check": UNTIMED_SERVING_CHECK,
                         "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0, "calibration_band": None}}, fh)
 
     rankpipe(old_code, config_path, home, "airflow-run", "--dates", DAY1.isoformat(),

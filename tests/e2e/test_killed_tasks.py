@@ -22,7 +22,7 @@ from configs import load_config
 from loggen import write_days
 from pipeline_components.orchestration import airflow_local
 from pipeline_components.reporting import report
-from tests.waits import wait_for
+from tests.waits import UNTIMED_SERVING_CHECK, wait_for
 
 pytestmark = pytest.mark.e2e
 DAY = dt.date(2026, 11, 20)
@@ -100,7 +100,7 @@ def test_a_day_killed_in_transform_then_in_the_trainer_reruns_to_one_clean_push(
     write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY, 1, IMPRESSIONS, progress=None)
     path = os.path.join(home, "lenient.yaml")
     with open(path, "w") as fh:  # a tiny day: floors at 0 and no calibration band, so it is blessed
-        yaml.safe_dump({"trainer": {"epochs": 1},
+        yaml.safe_dump({"trainer": {"epochs": 1}, "serving_check": UNTIMED_SERVING_CHECK,
                         "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0, "calibration_band": None}}, fh)
     config = load_config(path, home)
     env = airflow_local.prepare(config)

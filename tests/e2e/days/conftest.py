@@ -9,6 +9,7 @@ import yaml
 from loggen import write_days
 from pipeline_components.orchestration import airflow_local
 from configs import load_config
+from tests.waits import UNTIMED_SERVING_CHECK
 
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = DAY1 + dt.timedelta(days=1)
@@ -26,7 +27,7 @@ def config_with_floor(home, name, floor, epochs=3, selection=False):
         # test, test_calibration_gate.py, applies the default band).
         # Early stopping on a 10 % holdout, with patience enough that every epoch runs (the summary test);
         # DIN's batch embedding penalty, so the Trainer counts ids before training (configs/more_epochs.yaml).
-        yaml.safe_dump({"trainer": trainer,
+        yaml.safe_dump({"trainer": trainer, "serving_check": UNTIMED_SERVING_CHECK,
                         "evaluator": {"auc_floor": {"ctr": floor, "cvr": 0.0, "ctcvr": floor},
                                       "calibration_band": {"overall": [0.5, 2.0], "scene": [0.25, 4.0]}}}, fh)
     return load_config(path, home)
