@@ -6,7 +6,7 @@ multi-scene search", technical blog, 2019), published as the minimax game of Wan
 Game for Instance based Selective Transfer Learning", KDD 2019. Per target scene t:
 
 - a **selection policy** p_θ(d) over source (main-scene) examples d; an example is kept when
-  p_θ(d) > τ (while learning, actions are drawn from Bernoulli(p_θ(d)) to explore);
+  p_θ(d) > τ (while learning, actions are drawn at random to explore, see below);
 - a **discriminator** D(d) = σ(f_φ(d)) tells t's examples (1) from the selected ones (0), trained to
   maximise E_t log D + E_selected log(1 − D);
 - the **immediate reward** of a source example, r_i = log(1 + exp(f_φ(d_i))): high for examples the
@@ -20,7 +20,8 @@ Game for Instance based Selective Transfer Learning", KDD 2019. Per target scene
   source credits every example of a batch with the batch's return. Why: with batch-level credit the
   REINFORCE signal of one example is 1/batch of its batch's and the rest is noise; on the toy tests
   (tests/trainer/test_instance_selection.py) a measured before/after drop with batch-level credit
-  rejected a corrupted shard for some seeds and collapsed the policy to selecting nothing for others.
+  rejected a corrupted shard for some seeds and collapsed the policy to selecting nothing for others
+  (Adam's momentum in M's own step also mixed earlier batches into a batch's measured drop).
   M then trains (its own optimiser) on the target batch and the selected examples together;
 - θ moves by REINFORCE: −Σ_i A_i ∇ log π_θ(a_i | d_i), with A_i = w·a_i·z(r_i) + (1 − w)·a_i·c(r'_i),
   z a standardisation over the episode (the baseline), c the delayed credit in units of its median
@@ -31,8 +32,8 @@ Game for Instance based Selective Transfer Learning", KDD 2019. Per target scene
   β·H(p_θ(d)) keeps early noise from saturating it.
 
 M is the configured zoo model itself (``trainer.model``), warmed up on t's examples and trained
-between rewards on t's batches, so the delayed reward measures what the selected examples add to
-what t's own data already gives. d is the example's features (the scene left out: it differs by
+on t's batches together with the selected examples, so the delayed reward measures what a selected
+example adds to what t's own data already gives. d is the example's features (the scene left out: it differs by
 construction) and its labels: a source example whose labels disagree with t's is exactly what the
 delayed reward should reject, and the policy can only reject what it sees.
 
