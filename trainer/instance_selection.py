@@ -317,7 +317,7 @@ class SelectionLearner:
                 immediate.append(tf.nn.softplus(self.discriminator((x, y))).numpy())
                 actions.append(a)
                 delayed.append(reward)
-            before = val_loss()
+            episode_loss = val_loss()  # M's validation loss after the episode, for the statistics
             # r'_{b+1} per selected example (a batch's return grows with how many it selects; an example's
             # own share does not), centred: what later batches earn is mostly their own doing
             per_example = [r / max(int(a.sum()), 1) for r, a in zip(delayed, actions)]
@@ -326,7 +326,7 @@ class SelectionLearner:
             flat, acts = np.concatenate(batches), np.concatenate(actions)
             # Rewards are earned by selecting: a_i·(...). One paid whatever the action would carry no
             # gradient in expectation (E_a ∇ log π(a|d) = 0). The immediate reward is centred (it is
-            # never negative); the delayed one is not: an example whose step raises the target's
+            # never negative); an example's own delayed share is not: one whose step raises the target's
             # validation loss should be dropped even if every example does.
             credit = np.concatenate([own + gamma * r * a for own, r, a in zip(shares, later, actions)]) * acts
             advantage = w * acts * _standardise(np.concatenate(immediate)) + (1 - w) * _robust(credit, acts)
@@ -339,12 +339,12 @@ class SelectionLearner:
             row = {"episode": episode + 1, "explored_share": round(float(acts.mean()), 4),
                    "kept_share_at_tau": round(kept, 4),
                    "discriminator_accuracy": round(float(np.mean(accuracy)), 4) if accuracy else None,
-                   "mean_delayed_reward": float(np.mean(delayed)), "validation_loss": round(before, 5),
+                   "mean_delayed_reward": float(np.mean(delayed)), "validation_loss": round(episode_loss, 5),
                    "seconds": round(time.time() - t0, 2)}
             stats["episodes"].append(row)
             progress(f"instance selection, scene index {self.scene[1]}: episode {episode + 1}/{c['episodes']} "
                      f"kept {kept:.1%} of {len(source):,} source rows at tau {c['tau']}, discriminator accuracy "
-                     f"{row['discriminator_accuracy']}, validation loss {before:.4f} ({row['seconds']}s)")
+                     f"{row['discriminator_accuracy']}, validation loss {episode_loss:.4f} ({row['seconds']}s)")
         stats["kept_share_at_tau"] = stats["episodes"][-1]["kept_share_at_tau"]
         return Learned(self.policy, self.discriminator, stats)
 
