@@ -46,8 +46,10 @@ def run_evaluator(examples_uri: str, model_uri: str, out: str, baseline_uri: Opt
     from tfx.types import artifact_utils, standard_artifacts
 
     from configs import load_config
+    from pipeline_components import beam_dependencies
     from pipeline_components.eval_config import build_eval_config
 
+    beam_dependencies.install()
     config = load_config(config_path)
     shutil.rmtree(out, ignore_errors=True)
     examples = _artifact(standard_artifacts.Examples, examples_uri)

@@ -15,6 +15,7 @@ from configs import PipelineConfig, trainer_config  # first: sets TF_USE_LEGACY_
 from tfx import v1 as tfx  # noqa: E402
 from tfx.orchestration import data_types  # noqa: E402
 
+from pipeline_components import beam_dependencies  # noqa: E402
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
@@ -28,6 +29,8 @@ from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
 from pipeline_components.eval_config import build_eval_config, gate_thresholds  # noqa: E402
 from pipeline_components.spans import run_date_in_config  # noqa: E402
 from schemas import load_feature_spec, scenes  # noqa: E402
+
+beam_dependencies.install()
 
 
 def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> LogJoinExampleGen:

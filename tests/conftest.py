@@ -3,10 +3,13 @@ import os
 from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-# Airflow reads its home at import time: never let tests touch ~/airflow.
+# Airflow reads its home at import time: never let tests touch ~/airflow (nor leave this one behind).
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="rankpipe-airflow-")
+atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "300"
 

@@ -39,3 +39,39 @@ def test_a_config_that_would_let_beam_download_prism_is_refused(args, tmp_path):
     config = load_config(home=str(tmp_path), overrides={"beam_pipeline_args": args})
     with pytest.raises(ValueError, match="Prism"):
         config.beam_pipeline_args
+
+
+@pytest.mark.parametrize("path", [None] + CONFIGS, ids=lambda p: os.path.basename(p) if p else "default")
+def test_no_beam_executor_repackages_tfx_into_a_temp_dir(path, tmp_path, monkeypatch):
+    """TFX copies its own tree into a never-deleted mkdtemp() and builds an sdist for every Beam
+    component unless the args make that unnecessary (pipeline_components/beam_dependencies.py)."""
+    import tempfile
+
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    from pipeline_components.components import log_join
+
+    config = load_config(path, str(tmp_path / "home"))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    executor = log_join.Executor(BaseBeamExecutor.Context(beam_pipeline_args=config.beam_pipeline_args,
+                                                          tmp_dir=str(tmp_path / "beam-tmp")))
+    assert not [a for a in executor._beam_pipeline_args if a.startswith("--extra_package")]
+    assert os.listdir(temp) == []
+
+
+@pytest.mark.parametrize("args, delegated", [
+    (["--runner=FnApiRunner", "--direct_running_mode=multi_processing"], False),
+    (["--runner=PortableRunner", "--environment_type=LOOPBACK"], False),
+    (["--runner=PortableRunner", "--environment_type=DOCKER"], True),
+    (["--runner=FlinkRunner"], True),
+])
+def test_only_runners_on_this_interpreter_skip_tfx_s_dependency_packaging(args, delegated):
+    from pipeline_components import beam_dependencies
+
+    calls = []
+    wrapped = beam_dependencies._wrap(lambda a: calls.append(a) or a + ["--extra_package=tfx.tar.gz"])
+    out = wrapped(args)
+    assert bool(calls) == delegated
+    assert out == (args + ["--extra_package=tfx.tar.gz"] if delegated else args)
