@@ -16,7 +16,12 @@ default model, by the mean of overall ctr and ctcvr AUC) next to its concat form
 The question a ranking team asks first: does the deep model beat a GBDT on the same features? The
 verdict table answers it per day, for overall ctr and ctcvr AUC. Trained models and their AUCs are
 kept under ``--workdir`` (shared with ``model_quality``), so a rerun only reports.
-Writes ``bottoms_quality.md`` and ``bottoms_quality.png`` to ``--out``.
+
+What each run measured is merged, day by day, into ``bottoms_quality.json`` in ``--out``, and the
+markdown and PNG are drawn from that file: a day measured once stays in the tables when a later run
+measures another (the prepared days and models under ``--workdir`` are scratch, ``/tmp`` by
+default, and do not survive a machine's clean-up). A rerun of a day replaces its entry.
+Writes ``bottoms_quality.{json,md,png}`` to ``--out``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from configs import tf_env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before Tenso
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List, Tuple  # noqa: E402
@@ -85,6 +91,7 @@ def verdict(model: str, bottom: str, summary: Summary, tree: Summary) -> str:
 
 
 def chart(days: Dict[str, Tuple[dict, Dict[str, Summary]]], path: str) -> None:
+    """One panel per judged head; a bar per scorer per day, the oracle's in grey."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -173,10 +180,45 @@ def main() -> None:
                f"--config {args.config}" + (f" --epochs {args.epochs}" if args.epochs else "")
                + (f" --covariate-shift {' '.join(map(str, args.covariate_shift))}" if args.covariate_shift else "")
                + (f" --zoo-at {' '.join(args.zoo_at)}" if args.zoo_at else "")
-               + (f" --zoo-seeds {args.zoo_seeds}" if args.zoo_seeds else ""))
+               + (f" --zoo-seeds {args.zoo_seeds}" if args.zoo_seeds else "")
+               + (f" --bottoms {' '.join(args.bottoms)}" if args.bottoms != list(VARIANTS) else ""))
+    store = os.path.join(args.out, "bottoms_quality.json")
+    kept = merge(load(store), days, verdicts, zoo_lines, command, model, seeds, args.config)
+    with open(store, "w") as fh:
+        json.dump(kept, fh, indent=1, ensure_ascii=False)
+    render(kept, args.out, time.time() - t0)
+
+
+def load(path: str) -> dict:
+    if not os.path.exists(path):
+        return {"days": {}, "commands": []}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def merge(kept: dict, days, verdicts: List[str], zoo_lines: List[str], command: str, model: str,
+          seeds: List[int], config: str) -> dict:
+    """This run's days replace the stored ones of the same label; the others stay as measured."""
+    for (label, (orc, results)), line in zip(days.items(), verdicts):
+        kept["days"][label] = {
+            "oracle": {h: orc["overall"][h] for h in HEADS},
+            "results": {name: {h: list(summary["overall"][h]) for h in HEADS} for name, summary in results.items()},
+            "verdict": line, "zoo": [z for z in zoo_lines if f"({label})" in z],
+            "model": model, "seeds": seeds, "config": config}
+    if days and command not in kept["commands"]:
+        kept["commands"].append(command)
+    return kept
+
+
+def render(kept: dict, out: str, seconds: float) -> None:
+    days = {label: ({"overall": d["oracle"]}, {name: {"overall": {h: tuple(v) for h, v in r.items()}}
+                                              for name, r in d["results"].items()})
+            for label, d in kept["days"].items()}
+    settings = sorted({(d["model"], tuple(d["seeds"]), d["config"]) for d in kept["days"].values()})
     md = ["# Interaction bottoms against LightGBM, on generated days", "",
-          f"machine: {platform.machine()}, {os.cpu_count()} cores; model {model}; seeds {seeds}; "
-          f"config {args.config}; `{command}`", "",
+          f"machine: {platform.machine()}, {os.cpu_count()} cores; "
+          + "; ".join(f"model {m}, seeds {list(s)}, config {c}" for m, s, c in settings) + ". Run as:", "",
+          *[f"- `{c}`" for c in kept["commands"]], "",
           "Overall AUC on each day's eval split, mean ± std over seeds. LightGBM: one model per head on "
           "the raw columns, ids as categoricals (`benchmarks/gbdt.py`).", ""]
     for label, (orc, results) in days.items():
@@ -185,16 +227,17 @@ def main() -> None:
             + " | beats LightGBM on both |")
     md += ["## Does the best bottom beat the GBDT?", "",
            f"Best bottom per day: the highest mean of overall {' and '.join(JUDGED)} AUC. σ combines both "
-           "standard deviations over seeds.", "", head, "|---|---|" + "---|" * len(JUDGED) + "---|", *verdicts, ""]
+           "standard deviations over seeds.", "", head, "|---|---|" + "---|" * len(JUDGED) + "---|",
+           *[d["verdict"] for d in kept["days"].values()], ""]
+    zoo_lines = [z for d in kept["days"].values() for z in d["zoo"]]
     if zoo_lines:
-        zoo_seeds = args.zoo_seeds or len(seeds)
         md += ["## Every zoo model, concat and the default model's best bottom", "",
-               f"{zoo_seeds} seed(s) per zoo model" + (": σ is LightGBM's alone" if zoo_seeds == 1 else "") + ".",
-               "", head,
+               "Seeds per zoo model as in the command that measured the day (`--zoo-seeds`); with one seed "
+               "σ is LightGBM's alone.", "", head,
                "|---|---|" + "---|" * len(JUDGED) + "---|", *zoo_lines, ""]
-    md += ["![bottoms](bottoms_quality.png)", "", f"total time {time.time() - t0:.0f}s"]
-    chart(days, os.path.join(args.out, "bottoms_quality.png"))
-    write_markdown(args.out, "bottoms_quality", md)
+    md += ["![bottoms](bottoms_quality.png)", "", f"this run: {seconds:.0f}s"]
+    chart(days, os.path.join(out, "bottoms_quality.png"))
+    write_markdown(out, "bottoms_quality", md)
 
 
 if __name__ == "__main__":
