@@ -49,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -78,7 +78,13 @@ DEFAULTS: Dict[str, Any] = {
     "probe_step": 0.05,               # η·batch_size: the gradient step whose first-order drop is the delayed reward
     "exploration": 0.05,              # ε: actions drawn from Bernoulli(ε + (1 − 2ε)·p_θ(d)) while learning
     "entropy_weight": 0.01,           # β: the policy's entropy bonus
+    # learned: the policy above. The two controls an A/B of the policy needs, with nothing learned:
+    # all (every source row joins each target: fully-shared transfer) and random (each source row joins
+    # a target with probability random_rate, a number or {target scene: number}).
+    "policy": "learned",
+    "random_rate": None,
 }
+POLICIES = ("learned", "all", "random")
 
 
 def settings(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
@@ -107,6 +113,17 @@ def settings(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     for key, ok, rule in checks:
         if not ok:
             raise ValueError(f"trainer.instance_selection.{key} must {rule}, got {out[key]!r}")
+    if out["policy"] not in POLICIES:
+        raise ValueError(f"trainer.instance_selection.policy must be one of {list(POLICIES)}, got {out['policy']!r}")
+    if out["policy"] == "random":
+        rates = out["random_rate"]
+        rates = rates if isinstance(rates, Mapping) else {t: rates for t in out["target_scenes"]}
+        for target in out["target_scenes"]:
+            rate = rates.get(target)
+            if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+                raise ValueError(f"trainer.instance_selection.random_rate must give {target!r} a share in [0, 1] "
+                                 f"(policy random), got {rate!r}")
+        out["random_rate"] = {t: float(rates[t]) for t in out["target_scenes"]}
     return out
 
 
@@ -142,12 +159,16 @@ class SelectorNet(keras.Model):
         self.hidden = [keras.layers.Dense(int(u), activation="relu") for u in hidden_units]
         self.out = keras.layers.Dense(1)
 
-    def call(self, inputs):
+    def represent(self, inputs) -> tf.Tensor:
+        """d as this net sees it: its embeddings, the numeric features and the labels, concatenated."""
         x, y = inputs
         parts = [tf.reshape(self.tables[n](x[n]), [-1, self.tables[n].output_dim]) for n in self.sparse]
         parts += [tf.reshape(tf.cast(x[n], tf.float32), [-1, 1]) for n in self.numeric]
         parts += [tf.reshape(tf.cast(y[h], tf.float32), [-1, 1]) for h in self.heads]
-        h = tf.concat(parts, axis=1)
+        return tf.concat(parts, axis=1)
+
+    def call(self, inputs):
+        h = self.represent(inputs)
         for layer in self.hidden:
             h = layer(h)
         return tf.reshape(self.out(h), [-1])
@@ -203,6 +224,7 @@ class Learned:
     policy: SelectorNet
     discriminator: SelectorNet
     stats: Dict[str, Any]
+    history: List[np.ndarray]  # p_θ(d) over the source sample after each episode
 
 
 class SelectionLearner:
@@ -295,6 +317,7 @@ class SelectionLearner:
         stats: Dict[str, Any] = {"source_rows": len(source), "target_rows": len(train_t),
                                  "validation_rows": len(valid_t), "episodes": [],
                                  "validation_loss_before": round(val_loss(), 5)}
+        history: List[np.ndarray] = []
         for episode in range(int(c["episodes"])):
             t0 = time.time()
             order = self.rng.permutation(len(source))
@@ -335,7 +358,8 @@ class SelectionLearner:
                 x, y = source.take(flat[sl])
                 self._policy_step(x, y, tf.constant(acts[sl]), tf.constant(advantage[sl], tf.float32),
                                   tf.constant(epsilon, tf.float32), tf.constant(beta, tf.float32))
-            kept = float(np.mean(self.probabilities(source) > float(c["tau"])))
+            history.append(self.probabilities(source))
+            kept = float(np.mean(history[-1] > float(c["tau"])))
             row = {"episode": episode + 1, "explored_share": round(float(acts.mean()), 4),
                    "kept_share_at_tau": round(kept, 4),
                    "discriminator_accuracy": round(float(np.mean(accuracy)), 4) if accuracy else None,
@@ -346,16 +370,22 @@ class SelectionLearner:
                      f"kept {kept:.1%} of {len(source):,} source rows at tau {c['tau']}, discriminator accuracy "
                      f"{row['discriminator_accuracy']}, validation loss {episode_loss:.4f} ({row['seconds']}s)")
         stats["kept_share_at_tau"] = stats["episodes"][-1]["kept_share_at_tau"]
-        return Learned(self.policy, self.discriminator, stats)
+        return Learned(self.policy, self.discriminator, stats, history)
 
 
-def keep_mask(policy: SelectorNet, x, y, scene_feature: str, source: int, tau: float) -> tf.Tensor:
-    """Source-scene rows of a batch the policy keeps (p_θ(d) > τ); τ = 1 keeps none."""
+Policy = Union[SelectorNet, float]  # a learned policy, or the share a control keeps at random
+
+
+def keep_mask(policy: Policy, x, y, scene_feature: str, source: int, tau: float) -> tf.Tensor:
+    """Source-scene rows of a batch the policy keeps (p_θ(d) > τ; τ = 1 keeps none), or, for a control,
+    each source row with probability ``policy`` (1.0: all of them)."""
     is_source = tf.equal(tf.reshape(tf.cast(x[scene_feature], tf.int64), [-1]), source)
+    if isinstance(policy, float):
+        return is_source & (tf.random.uniform(tf.shape(is_source)) < policy)
     return is_source & (tf.sigmoid(policy((x, y))) > tau)
 
 
-def augment(policies: Dict[int, SelectorNet], scene_feature: str, source: int, tau: float):
+def augment(policies: Dict[int, Policy], scene_feature: str, source: int, tau: float):
     """A batch map: each batch plus, for every target scene, copies of its kept source rows with the
     scene set to the target."""
     def fn(x, y):
@@ -397,7 +427,7 @@ def collect(dataset: tf.data.Dataset, scene_feature: str, wanted: Dict[int, int]
     return pools
 
 
-def count_kept(dataset: tf.data.Dataset, policies: Dict[int, SelectorNet], scene_feature: str, source: int,
+def count_kept(dataset: tf.data.Dataset, policies: Dict[int, Policy], scene_feature: str, source: int,
                tau: float) -> Tuple[int, Dict[int, int]]:
     """(source-scene rows in one pass of ``dataset``, {target: rows the policy keeps})."""
     targets = list(policies)
@@ -421,13 +451,18 @@ def apply(chosen: Dict[str, Any], features: List[InputFeature], heads: Sequence[
     scene_feature, source, targets = scene_indices(features, chosen)
     vocabulary = list(scene_of(features, lambda f: f.feature).vocabulary)
     t0 = time.time()
+    summary: Dict[str, Any] = {"source_scene": vocabulary[source], "tau": float(chosen["tau"]),
+                               "policy": chosen["policy"], "targets": {}}
+    if chosen["policy"] != "learned":
+        rates = chosen["random_rate"] if chosen["policy"] == "random" else {t: 1.0 for t in targets}
+        return _controlled(dataset, {targets[t]: rates[t] for t in targets}, scene_feature, source, vocabulary,
+                           summary, t0, progress)
     wanted = {source: int(chosen["source_rows"]), **{i: int(chosen["target_rows"]) for i in targets.values()}}
     pools = collect(dataset, scene_feature, wanted)
     if pools[source] is None:
         raise ValueError(f"instance selection: the training window has no examples of the source scene "
                          f"{vocabulary[source]!r}")
-    policies: Dict[int, SelectorNet] = {}
-    summary: Dict[str, Any] = {"source_scene": vocabulary[source], "tau": float(chosen["tau"]), "targets": {}}
+    policies: Dict[int, Policy] = {}
     for name, index in targets.items():
         pool = pools[index]
         if pool is None or len(pool) < 2:
@@ -446,3 +481,18 @@ def apply(chosen: Dict[str, Any], features: List[InputFeature], heads: Sequence[
                  f"{vocabulary[source]} examples")
     summary["seconds"] = round(time.time() - t0, 1)
     return dataset.map(augment(policies, scene_feature, source, float(chosen["tau"]))), summary
+
+
+def _controlled(dataset: tf.data.Dataset, rates: Dict[int, float], scene_feature: str, source: int,
+                vocabulary: List[str], summary: Dict[str, Any], t0: float,
+                progress: Callable[[str], None]) -> Tuple[tf.data.Dataset, Dict[str, Any]]:
+    """The controls: source rows join each target at a fixed rate, nothing learned."""
+    source_rows, kept = count_kept(dataset, rates, scene_feature, source, 0.0)
+    for index, rate in rates.items():
+        name = vocabulary[index]
+        summary["targets"][name] = {"random_rate": rate, "episodes": [], "window_source_rows": source_rows,
+                                    "window_kept_rows": kept[index]}
+        progress(f"instance selection ({summary['policy']}): {name} gets about {rate:.1%} of the window's "
+                 f"{source_rows:,} {vocabulary[source]} examples ({kept[index]:,} in one pass)")
+    summary["seconds"] = round(time.time() - t0, 1)
+    return dataset.map(augment(rates, scene_feature, source, 0.0)), summary

@@ -215,9 +215,11 @@ def selection_lines(selection: Optional[Dict]) -> List[str]:
         shown = " -> ".join("-" if a is None else f"{a:.2f}" for a in accuracy)
         total = stats.get("window_source_rows") or 0
         kept = stats.get("window_kept_rows") or 0
+        how = (f"tau {selection.get('tau')}" if selection.get("policy", "learned") == "learned"
+               else f"policy {selection['policy']}, nothing learned")
         lines.append(f"instance selection added {kept:,} of {total:,} {selection.get('source_scene')} examples "
-                     f"({kept / max(total, 1):.1%}, tau {selection.get('tau')}) to {name}; "
-                     f"discriminator accuracy by episode {shown}")
+                     f"({kept / max(total, 1):.1%}, {how}) to {name}"
+                     + (f"; discriminator accuracy by episode {shown}" if accuracy else ""))
     return lines
 
 

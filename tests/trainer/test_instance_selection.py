@@ -138,6 +138,10 @@ def test_discounted_returns():
     ({"target_scenes": ["small"], "tau": 1.5}, "tau must lie in"),
     ({"target_scenes": ["small"], "gamma": 1.0}, "gamma must lie in"),
     ({"target_scenes": ["small"], "taus": 0.5}, "unknown keys \\['taus'\\]"),
+    ({"target_scenes": ["small"], "policy": "greedy"}, "policy must be one of"),
+    ({"target_scenes": ["small"], "policy": "random"}, "random_rate must give 'small' a share"),
+    ({"target_scenes": ["small"], "policy": "random", "random_rate": {"other": 0.1}}, "must give 'small'"),
+    ({"target_scenes": ["small"], "policy": "random", "random_rate": 1.2}, "share in \\[0, 1\\]"),
 ])
 def test_bad_settings_are_clear_errors(raw, message):
     with pytest.raises(ValueError, match=message):
@@ -152,3 +156,19 @@ def test_no_targets_means_off_and_unknown_scenes_are_named():
         sel.scene_indices(FEATURES, dict(chosen, target_scenes=["tiny"]))
     with pytest.raises(ValueError, match="cannot be a target"):
         sel.scene_indices(FEATURES, dict(chosen, target_scenes=["main"]))
+
+
+@pytest.mark.parametrize("policy, rate", [("all", 1.0), ("random", 0.3)])
+def test_the_controls_add_source_rows_at_their_rate_and_learn_nothing(policy, rate):
+    """Fully-shared transfer (all) and random selection (at the learned policy's rate) are the
+    controls the learned policy is measured against (benchmarks/selective_transfer_quality.py)."""
+    rng = np.random.default_rng(5)
+    pool = concat(rows(rng, 6000, MAIN, np.arange(10)), rows(rng, 200, SMALL, np.arange(5)))
+    ds = tf.data.Dataset.from_tensor_slices(pool.take(rng.permutation(len(pool)))).batch(256)
+    chosen = sel.settings({"instance_selection": {"target_scenes": ["small"], "policy": policy, "random_rate": rate}})
+    augmented, summary = sel.apply(chosen, FEATURES, HEADS, ds, make_model=None, seed=0, progress=lambda s: None)
+    stats = summary["targets"]["small"]
+    assert summary["policy"] == policy and stats["episodes"] == [] and stats["window_source_rows"] == 6000
+    moved = sum(int((x["scene"].numpy() == SMALL).sum()) for x, _ in augmented) - 200
+    for kept in (stats["window_kept_rows"], moved):  # the counting pass and a training pass draw apart
+        assert abs(kept - rate * 6000) <= 6 * np.sqrt(6000 * rate * (1 - rate)) + 1e-9
