@@ -46,7 +46,7 @@ def run_evaluator(examples_uri: str, model_uri: str, out: str, baseline_uri: Opt
     from tfx.types import artifact_utils, standard_artifacts
 
     from configs import load_config
-    from pipeline_components import beam_dependencies
+    from pipeline_components.components import beam_dependencies
     from pipeline_components.eval_config import build_eval_config
 
     beam_dependencies.install()

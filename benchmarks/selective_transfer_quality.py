@@ -179,7 +179,7 @@ def embedding_figure(source: np.ndarray, target: np.ndarray, history: List[np.nd
             ax.set_title(f"episode {j + 1}, p in ({lo}, {hi}]\nn={len(chosen):,}, distance {dist:.2f}", fontsize=8)
             rows.append(f"| {j + 1} | ({lo}, {hi}] | {len(chosen):,} | {dist:.3f} |")
     axes[0][0].legend(fontsize=7, markerscale=4)
-    fig.suptitle("Discriminator inputs, PCA: target rows (grey) and the source rows the policy keeps (red)")
+    fig.suptitle("PCA of the discriminator's inputs: target (grey), kept source (red)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return rows

@@ -15,7 +15,7 @@ from configs import PipelineConfig, trainer_config  # first: sets TF_USE_LEGACY_
 from tfx import v1 as tfx  # noqa: E402
 from tfx.orchestration import data_types  # noqa: E402
 
-from pipeline_components import beam_dependencies  # noqa: E402
+from pipeline_components.components import beam_dependencies  # noqa: E402
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402

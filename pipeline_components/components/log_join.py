@@ -36,7 +36,7 @@ from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx_bsl.coders import example_coder
 
-from pipeline_components import beam_dependencies
+from pipeline_components.components import beam_dependencies
 from pipeline_components.components import join_beam, join_logic, raw_logs, tfrecord_blocks
 from pipeline_components.spans import date_to_span, parse_run_date
 

@@ -213,7 +213,7 @@ def run_nodes(node_ids: Iterable[str], run_date: str, run_id: str, push: bool = 
     from tfx.orchestration.local import runner_utils
     from tfx.orchestration.portable import launcher
 
-    from pipeline_components import beam_dependencies
+    from pipeline_components.components import beam_dependencies
 
     beam_dependencies.install()
     config = load_config(config_path, home)

@@ -44,7 +44,7 @@ def test_a_config_that_would_let_beam_download_prism_is_refused(args, tmp_path):
 @pytest.mark.parametrize("path", [None] + CONFIGS, ids=lambda p: os.path.basename(p) if p else "default")
 def test_no_beam_executor_repackages_tfx_into_a_temp_dir(path, tmp_path, monkeypatch):
     """TFX copies its own tree into a never-deleted mkdtemp() and builds an sdist for every Beam
-    component unless the args make that unnecessary (pipeline_components/beam_dependencies.py)."""
+    component unless the args make that unnecessary (pipeline_components/components/beam_dependencies.py)."""
     import tempfile
 
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
@@ -68,7 +68,7 @@ def test_no_beam_executor_repackages_tfx_into_a_temp_dir(path, tmp_path, monkeyp
     (["--runner=FlinkRunner"], True),
 ])
 def test_only_runners_on_this_interpreter_skip_tfx_s_dependency_packaging(args, delegated):
-    from pipeline_components import beam_dependencies
+    from pipeline_components.components import beam_dependencies
 
     calls = []
     wrapped = beam_dependencies._wrap(lambda a: calls.append(a) or a + ["--extra_package=tfx.tar.gz"])

@@ -4,7 +4,7 @@ Why this exists: TFX's ``BaseBeamExecutor`` calls ``dependency_utils.make_beam_d
 on every Beam component of every run. When the Beam args name none of ``--extra_packages``,
 ``--setup_file``, ``--requirements_file``, ``--sdk_container_image`` (or the legacy
 ``--worker_harness_container_image``), it copies the installed ``tfx`` tree into a fresh
-``tempfile.mkdtemp()``, runs ``setup.py sdist`` on it and adds ``--extra_package`` to the args.
+``tempfile.mkdtemp()``, builds an sdist of it (a generated setup script) and adds ``--extra_package`` to the args.
 That directory (about 49 MB) is never deleted, and the sdist costs about 4 s of a 2-core
 machine per component. It is only of use to remote workers that lack TFX, yet the in-process
 runners (``FnApiRunner`` in memory, threads or sub-processes, and Beam's ``LOOPBACK``
