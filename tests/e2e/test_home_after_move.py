@@ -14,6 +14,7 @@ code under test, on the same home.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import subprocess
 import sys
@@ -50,8 +51,11 @@ def extract(commit: str, dest: str) -> str:
     return dest
 
 
-def rankpipe(code_root: str, config_path: str, home: str, *args: str, log: str) -> None:
-    env = dict(os.environ, PYTHONPATH=code_root)  # the code under code_root, ahead of the installed one
+def rankpipe(code_root: str, config_path: str, home: str, *args: str, log: str) -> str:
+    """Runs the CLI with the code under ``code_root``; returns the temp dir its processes used."""
+    temp = log + ".tmp"
+    os.makedirs(temp)
+    env = dict(os.environ, PYTHONPATH=code_root, TMPDIR=temp)  # the code under code_root, ahead of the installed one
     with open(log, "w") as fh:
         done = subprocess.run([sys.executable, "-m", "pipeline_components.cli", "--config", config_path,
                                "--home", home, *args], cwd=code_root, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -60,6 +64,12 @@ def rankpipe(code_root: str, config_path: str, home: str, *args: str, log: str) 
             tail = fh.read()[-3000:]
         raise AssertionError(f"rankpipe {' '.join(args)} with the code in {code_root} failed "
                              f"(exit {done.returncode}); log {log}:\n{tail}")
+    return temp
+
+
+def tfx_builds(temp: str) -> list:
+    """TFX's ephemeral sdists of itself (pipeline_components/components/beam_dependencies.py)."""
+    return glob.glob(os.path.join(temp, "*", "build", "tfx"))
 
 
 def test_a_home_made_before_the_move_runs_its_next_day_after_it(tmp_path):
@@ -71,15 +81,18 @@ def test_a_home_made_before_the_move_runs_its_next_day_after_it(tmp_path):
         yaml.safe_dump({"trainer": {"epochs": 1}, "serving_check": UNTIMED_SERVING_CHECK,
                         "evaluator": {"auc_floor": 0.0, "max_auc_drop": 1.0, "calibration_band": None}}, fh)
 
-    rankpipe(old_code, config_path, home, "airflow-run", "--dates", DAY1.isoformat(),
-             log=str(tmp_path / "day1_pre_move.log"))
+    old_temp = rankpipe(old_code, config_path, home, "airflow-run", "--dates", DAY1.isoformat(),
+                        log=str(tmp_path / "day1_pre_move.log"))
     config = load_config(config_path, home)
     with open(compiled.ir_path(config), "rb") as fh:
         old_ir = fh.read()
     assert b"pipeline_components.log_join" in old_ir  # day 1 really ran the old layout
 
-    rankpipe(REPO_ROOT, config_path, home, "airflow-run", "--dates", DAY2.isoformat(),
-             log=str(tmp_path / "day2_after_move.log"))
+    new_temp = rankpipe(REPO_ROOT, config_path, home, "airflow-run", "--dates", DAY2.isoformat(),
+                        log=str(tmp_path / "day2_after_move.log"))
+    # The old code had TFX copy and sdist itself per Beam component into a temp dir never removed
+    # (49 MB each); the Airflow tasks of this code, on the in-process runner, do not.
+    assert tfx_builds(old_temp) and tfx_builds(new_temp) == []
     with open(compiled.ir_path(config), "rb") as fh:
         new_ir = fh.read()
     assert b"pipeline_components.components.log_join" in new_ir and b"pipeline_components.log_join." not in new_ir
