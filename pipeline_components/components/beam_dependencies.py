@@ -12,6 +12,11 @@ environment) run their workers on this very interpreter and stage nothing. On th
 machine a day of test runs left 2,800 such directories and filled a 250 GB disk; the CI run
 that followed failed with ``No space left on device``.
 
+The same holds for ``PortableRunner`` with an ``EXTERNAL`` worker pool on a loopback address
+(``deploy/beam/portable.yaml``): that pool is on this machine and is Beam's Python pool
+(``pipeline_components/beam_worker_pool.py``), whose workers import from their own
+interpreter and install nothing that is staged, so TFX's sdist would be built for no one.
+
 So, for those runners only, the args pass through unchanged. For cluster runners TFX's own
 function still decides; the cluster configs in ``deploy/beam/`` name the SDK image with
 ``--sdk_container_image``, which makes TFX skip the sdist there too (the image holds this
@@ -28,6 +33,8 @@ IN_PROCESS_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "SwitchingDirectR
                                 "BundleBasedDirectRunner"})
 #: Portable environments whose workers are this interpreter (LOOPBACK: the launcher itself).
 IN_PROCESS_ENVIRONMENTS = frozenset({"LOOPBACK", "EMBEDDED"})
+#: Hosts of an EXTERNAL worker pool on this machine.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
 def _last_flag(args: List[str], name: str) -> str:
@@ -40,7 +47,12 @@ def workers_share_this_interpreter(args: List[str]) -> bool:
     runner = _last_flag(args, "runner")
     if runner in IN_PROCESS_RUNNERS:
         return True
-    return runner == "PortableRunner" and _last_flag(args, "environment_type").upper() in IN_PROCESS_ENVIRONMENTS
+    if runner != "PortableRunner":
+        return False
+    environment = _last_flag(args, "environment_type").upper()
+    if environment == "EXTERNAL":
+        return _last_flag(args, "environment_config").rsplit(":", 1)[0] in LOOPBACK_HOSTS
+    return environment in IN_PROCESS_ENVIRONMENTS
 
 
 def _wrap(original: Callable[[List[str]], List[str]]) -> Callable[[List[str]], List[str]]:

@@ -2,19 +2,23 @@
 
 Validation is vectorised with pyarrow per row group; the rules come from
 ``schemas/raw_events.yaml`` so the generator, the join and the docs agree.
+
+Files are listed and opened through Beam's filesystem abstraction (``FileSystems``), never
+``os``/``glob``/a local path: the launcher plans the chunks and the Beam workers read them, and
+on a cluster the logs root is ``gs://``, ``s3://`` or ``hdfs://``, which both resolve the same way.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import glob
-import os
 from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import DAY_US, EPOCH, load_raw_schema, partition_dir  # noqa: F401  (re-exported)
 
@@ -28,12 +32,20 @@ class MissingLogsError(FileNotFoundError):
 
 def list_partition(logs_root: str, log: str, date: dt.date) -> List[str]:
     path = partition_dir(logs_root, log, date)
-    if not os.path.isdir(path):
+    [matched] = FileSystems.match([FileSystems.join(path, "*.parquet")])
+    files = sorted(m.path for m in matched.metadata_list)
+    # An object store has no empty directories: there, no file is no partition.
+    if not files and not FileSystems.exists(path):
         raise MissingLogsError(
             f"no {log} logs for {date:%Y-%m-%d}: directory {path} does not exist. Land that day's "
             f"logs (or generate them with `rankpipe generate-logs`) and rerun; a run never falls "
             f"back to another day.")
-    return sorted(glob.glob(os.path.join(path, "*.parquet")))
+    return files
+
+
+def _open(path: str):
+    return FileSystems.open(path, mime_type="application/octet-stream",
+                            compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +62,8 @@ def plan_chunks(logs_root: str, log: str, date: dt.date) -> List[Chunk]:
     chunks = []
     for path in list_partition(logs_root, log, date):
         try:
-            meta = pq.ParquetFile(path).metadata
+            with _open(path) as fh:
+                meta = pq.ParquetFile(fh).metadata
             chunks.extend(Chunk(log, path, f"{date:%Y-%m-%d}", i, meta.row_group(i).num_rows)
                           for i in range(meta.num_row_groups))
         except Exception:  # noqa: BLE001 - any unreadable file is quarantined, not fatal
@@ -98,7 +111,8 @@ def read_table(chunk: Chunk, schema_path: str | None = None
     if chunk.row_group < 0:
         return None, list(_quarantine_rows(chunk, None, None, "unreadable file: not a valid Parquet file")), []
     try:
-        table = pq.ParquetFile(chunk.path).read_row_group(chunk.row_group)
+        with _open(chunk.path) as fh:
+            table = pq.ParquetFile(fh).read_row_group(chunk.row_group)
     except Exception as exc:  # noqa: BLE001
         return None, list(_quarantine_rows(chunk, None, None, f"unreadable row group {chunk.row_group}: {exc}")), []
 

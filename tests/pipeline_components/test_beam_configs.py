@@ -65,6 +65,9 @@ def test_no_beam_executor_repackages_tfx_into_a_temp_dir(path, tmp_path, monkeyp
     (["--runner=FnApiRunner", "--direct_running_mode=multi_processing"], False),
     (["--runner=PortableRunner", "--environment_type=LOOPBACK"], False),
     (["--runner=PortableRunner", "--environment_type=DOCKER"], True),
+    (["--runner=PortableRunner", "--environment_type=EXTERNAL", "--environment_config=127.0.0.1:50000"], False),
+    (["--runner=PortableRunner", "--environment_type=EXTERNAL", "--environment_config=localhost:50000"], False),
+    (["--runner=PortableRunner", "--environment_type=EXTERNAL", "--environment_config=pool.svc:50000"], True),
     (["--runner=FlinkRunner"], True),
 ])
 def test_only_runners_on_this_interpreter_skip_tfx_s_dependency_packaging(args, delegated):
