@@ -204,7 +204,9 @@ def load_config(path: Optional[str] = None, home: Optional[str] = None,
                 overrides: Optional[Dict[str, Any]] = None) -> PipelineConfig:
     """Loads the config. ``path`` defaults to $RANKPIPE_CONFIG or configs/pipeline.yaml;
     ``home`` to $RANKPIPE_HOME or ./work in the repository."""
-    path = path or os.environ.get("RANKPIPE_CONFIG") or DEFAULT_CONFIG
+    # Absolute: the path goes to every Airflow process in RANKPIPE_CONFIG, and a worker's working
+    # directory is its own (a relative path broke every task of the Celery workers).
+    path = os.path.abspath(path or os.environ.get("RANKPIPE_CONFIG") or DEFAULT_CONFIG)
     if not os.path.exists(path):
         raise FileNotFoundError(f"pipeline config {path} not found (set RANKPIPE_CONFIG or pass --config)")
     with open(DEFAULT_CONFIG) as fh:

@@ -175,7 +175,17 @@ def cmd_compile(args) -> int:
 def cmd_ui(args) -> int:
     from pipeline_components.orchestration.airflow_ui import run_ui
     return run_ui(load_config(args.config, args.home), host=args.host, port=args.port,
-                  reset_password=args.reset_password)
+                  reset_password=args.reset_password, scheduler=args.scheduler)
+
+
+def cmd_celery_worker(args) -> int:
+    from pipeline_components.orchestration.airflow_celery import run_worker
+    return run_worker(load_config(args.config, args.home), args.name, args.workdir)
+
+
+def cmd_scheduler(args) -> int:
+    from pipeline_components.orchestration.airflow_celery import run_scheduler
+    return run_scheduler(load_config(args.config, args.home))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,7 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1", help="bind address of the web server (default 127.0.0.1)")
     u.add_argument("--port", type=int, default=8080)
     u.add_argument("--reset-password", action="store_true", help="give the admin user a new generated password")
+    u.add_argument("--no-scheduler", dest="scheduler", action="store_false",
+                   help="the web server only (a scheduler runs elsewhere: `rankpipe scheduler`)")
     u.set_defaults(func=cmd_ui)
+
+    w = sub.add_parser("celery-worker", help="an Airflow Celery worker for this pipeline (configs/celery.yaml)")
+    w.add_argument("--name", required=True, help="the worker's name, recorded as the host of each task it runs")
+    w.add_argument("--workdir", required=True, help="its working directory (temp files, its log)")
+    w.set_defaults(func=cmd_celery_worker)
+
+    sc = sub.add_parser("scheduler", help="the Airflow scheduler alone (tasks run on Celery or Kubernetes workers)")
+    sc.set_defaults(func=cmd_scheduler)
 
     d = sub.add_parser("demo", help="generate logs, run each day through Airflow, print the report")
     d.add_argument("--start", type=_date, default=dt.date(2026, 11, 20))

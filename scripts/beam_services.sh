@@ -20,58 +20,31 @@ POOL_PORT=${4:-50000}
 PY="$ROOT/.venv/bin/python"
 log() { echo "[beam-services] $*" >&2; }
 
-listening() {  # is something accepting connections on 127.0.0.1:$1?
-  "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1', $1)))"
-}
+# shellcheck source=lib/process_groups.sh
+. "$ROOT/scripts/lib/process_groups.sh"
 
-start_one() {  # name port command...
+start_service() {  # name port command...
   local name=$1 port=$2; shift 2
-  if [ -f "$DIR/$name.pid" ] && kill -0 "$(cat "$DIR/$name.pid")" 2>/dev/null; then
-    log "$name already running (pid $(cat "$DIR/$name.pid"))"; return 0
-  fi
-  if listening "$port"; then
+  if ! group_running "$name" && port_open "$port"; then
     log "port $port is taken: pick another ($name)"; exit 1
   fi
-  setsid "$@" >"$DIR/$name.log" 2>&1 < /dev/null &
-  echo $! > "$DIR/$name.pid"
-  local pid; pid=$(cat "$DIR/$name.pid")
-  # Ready when it accepts connections; fails at once if it exits (importing Beam takes ~10-30 s).
-  until listening "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited before listening on $port:"; tail -20 "$DIR/$name.log" >&2; exit 1
-    fi
-    sleep 1
-  done
-  log "$name on 127.0.0.1:$port (pid $pid, log $DIR/$name.log)"
-}
-
-stop_one() {  # name: TERM the process group, then KILL whatever is left of it
-  local name=$1 pidfile="$DIR/$1.pid"
-  [ -f "$pidfile" ] || return 0
-  local pid; pid=$(cat "$pidfile")
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 30); do
-    pgrep -g "$pid" >/dev/null || break
-    sleep 0.5
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  log "$name stopped"
+  start_group "$name" "$@"
+  wait_group "$name" port_open "$port" || exit 1
 }
 
 case "$ACTION" in
   start)
     [ -x "$PY" ] || { log "no venv at $ROOT/.venv: run bash scripts/setup.sh first"; exit 2; }
     mkdir -p "$DIR/staging"
-    start_one beam-worker-pool "$POOL_PORT" "$PY" -m pipeline_components.beam_worker_pool --host 127.0.0.1 \
+    start_service beam-worker-pool "$POOL_PORT" "$PY" -m pipeline_components.beam_worker_pool --host 127.0.0.1 \
       --port "$POOL_PORT"
-    start_one beam-job-service "$JOB_PORT" "$PY" -m apache_beam.runners.portability.local_job_service_main \
+    start_service beam-job-service "$JOB_PORT" "$PY" -m apache_beam.runners.portability.local_job_service_main \
       --port "$JOB_PORT" --staging_dir "$DIR/staging"
     echo "--job_endpoint=localhost:$JOB_PORT --environment_config=127.0.0.1:$POOL_PORT"
     ;;
   stop)
-    stop_one beam-job-service
-    stop_one beam-worker-pool
+    stop_group beam-job-service
+    stop_group beam-worker-pool
     ;;
   *) log "unknown action $ACTION (start|stop)"; exit 2 ;;
 esac

@@ -82,11 +82,27 @@ class UI:
         return self
 
 
+def process_group(pgid):
+    """Live processes in a process group (a service started with setsid, and what it started)."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(pid))
+    return alive
+
+
 @contextlib.contextmanager
-def running_ui(home, port, config=None):
-    """`rankpipe ui` on 127.0.0.1:port; on exit Ctrl-C, then SIGKILL whatever of this home's Airflow is left."""
+def running_ui(home, port, config=None, extra_args=(), others=lambda: set()):
+    """`rankpipe ui` on 127.0.0.1:port; on exit Ctrl-C, then SIGKILL whatever of this home's Airflow is
+    left, except ``others()``: the processes of this home that something else started and stops."""
     cli = os.path.join(os.path.dirname(sys.executable), "rankpipe")
-    args = [cli, "--home", home] + (["--config", config] if config else []) + ["ui", "--port", str(port)]
+    args = [cli, "--home", home] + (["--config", config] if config else []) + ["ui", "--port", str(port),
+                                                                               *extra_args]
     proc = subprocess.Popen(args, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ui = UI(proc, f"http://127.0.0.1:{port}")
     try:
@@ -97,7 +113,7 @@ def running_ui(home, port, config=None):
             ui.returncode = proc.wait(timeout=scaled(90))
         except subprocess.TimeoutExpired:
             proc.kill()
-        ui.leftover = processes_of(home)
+        ui.leftover = sorted(set(processes_of(home)) - set(others()))
         for pid in ui.leftover:  # never leak a scheduler into the rest of the suite
             try:
                 os.kill(pid, signal.SIGKILL)

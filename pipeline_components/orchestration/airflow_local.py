@@ -42,8 +42,25 @@ def settings(config: PipelineConfig, env: Optional[Dict[str, str]] = None) -> Di
                          f"runs TFX tasks in parallel, and ML Metadata on SQLite locks under parallel writers: set "
                          f"metadata.backend: mysql (see configs/production.yaml), or use SequentialExecutor and "
                          f"max_active_runs: 1")
-    return {"executor": executor, "url": url, "parallelism": str(int(airflow["parallelism"])),
-            "database": url.split(":", 1)[0].split("+", 1)[0]}
+    chosen = {"executor": executor, "url": url, "parallelism": str(int(airflow["parallelism"])),
+              "database": url.split(":", 1)[0].split("+", 1)[0]}
+    if executor == "CeleryExecutor":
+        chosen.update(_celery(airflow.get("celery") or {}, env, url))
+    return chosen
+
+
+def _celery(celery: Dict, env: Dict[str, str], url: str) -> Dict[str, str]:
+    """The Celery broker and result backend, checked: without a broker every task would wait
+    forever in the queued state, which Airflow reports nowhere a user looks first."""
+    broker = env.get("AIRFLOW__CELERY__BROKER_URL") or celery.get("broker_url")
+    if not broker:
+        raise ValueError("airflow.executor CeleryExecutor needs a message broker: set airflow.celery.broker_url "
+                         "(or AIRFLOW__CELERY__BROKER_URL), e.g. redis://127.0.0.1:6380/0; "
+                         "scripts/celery_stack.sh starts Redis with the rest of the stack")
+    # Airflow's own fallback, made explicit: the task states go to Airflow's database.
+    backend = env.get("AIRFLOW__CELERY__RESULT_BACKEND") or celery.get("result_backend") or f"db+{url}"
+    return {"broker_url": broker, "result_backend": backend,
+            "worker_concurrency": str(int(celery.get("worker_concurrency") or 2))}
 
 
 def describe(config: PipelineConfig) -> str:
@@ -80,6 +97,15 @@ def airflow_env(config: PipelineConfig, base: Optional[Dict[str, str]] = None) -
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "1"),
         "PYTHONWARNINGS": env.get("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"),
     })
+    if chosen["executor"] == "CeleryExecutor":
+        env.update({
+            "AIRFLOW__CELERY__BROKER_URL": chosen["broker_url"],
+            "AIRFLOW__CELERY__RESULT_BACKEND": chosen["result_backend"],
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": chosen["worker_concurrency"],
+            # Each task records the worker that ran it (task_instance.hostname): the pod's name on
+            # a cluster, RANKPIPE_WORKER_HOSTNAME where several workers share one host.
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pipeline_components.orchestration.worker_hostname.hostname",
+        })
     os.makedirs(airflow_home, exist_ok=True)
     return env
 

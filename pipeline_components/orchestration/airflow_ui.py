@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from configs import PipelineConfig
 from pipeline_components.orchestration.airflow_local import (_airflow_cmd, airflow_env, compile_if_stale, describe,
@@ -135,8 +135,50 @@ def stop(procs: List[subprocess.Popen], grace_s: float = 30) -> None:
         p.wait()
 
 
+def supervise(names: List[str], env: Dict[str, str], log_dir: str, ready: Callable[[List[subprocess.Popen],
+              List[str]], None], ready_line: str, prefix: str = "[ui]", cwd: Optional[str] = None) -> int:
+    """Starts ``airflow <name>`` for each name, each in its own session with its output in
+    ``<log_dir>/<name>.out``; ``ready`` waits until they serve; then runs until Ctrl-C/SIGTERM
+    (exit 0) or until one of them dies (exit 1, with its log's tail). Nothing outlives it."""
+    procs: List[subprocess.Popen] = []
+    logs: List[str] = []
+
+    def on_signal(_signum, _frame):
+        raise KeyboardInterrupt
+
+    # Both handled explicitly (a process started in the background inherits SIGINT ignored), and
+    # before the children start, so no signal can leave them running without us.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"{prefix} starting {' and '.join(names)} (logs: {', '.join(os.path.join(log_dir, n.split()[0] + '.out') for n in names)})",
+              flush=True)
+        for name in names:
+            log = os.path.join(log_dir, f"{name.split()[0]}.out")
+            with open(log, "w") as fh:
+                procs.append(subprocess.Popen(_airflow_cmd() + name.split(), env=env, stdout=fh, cwd=cwd,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+            logs.append(log)
+        ready(procs, logs)
+        print(f"{prefix} {ready_line}", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        dead = next(log for p, log in zip(procs, logs) if p.poll() is not None)
+        print(f"{prefix} {os.path.basename(dead)[:-4]} stopped unexpectedly; see {dead}:\n{_tail(dead)}",
+              file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prefix} stopping", flush=True)
+        return 0
+    finally:
+        stop(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, reset_password: bool = False,
-           start_timeout_s: float = 300) -> int:
+           start_timeout_s: float = 300, scheduler: bool = True) -> int:
+    """``scheduler=False``: the web server alone, where a scheduler runs elsewhere
+    (scripts/celery_stack.sh starts one, as a cluster runs it as its own service)."""
     env = ui_env(config, host, port)
     print(f"[ui] Airflow home {env['AIRFLOW_HOME']} ({describe(config)})", flush=True)
     compile_if_stale(config)
@@ -152,37 +194,7 @@ def run_ui(config: PipelineConfig, host: str = "127.0.0.1", port: int = 8080, re
     log_dir = os.path.join(env["AIRFLOW_HOME"], "logs")
     os.makedirs(log_dir, exist_ok=True)
     url = f"http://{host}:{port}"
-    procs: List[subprocess.Popen] = []
-    logs: List[str] = []
-
-    def on_signal(_signum, _frame):
-        raise KeyboardInterrupt
-
-    # Both handled explicitly (a process started in the background inherits SIGINT ignored), and
-    # before the children start, so no signal can leave them running without us.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        print(f"[ui] starting the scheduler and the web server (logs: {log_dir}/scheduler.out, webserver.out)",
-              flush=True)
-        for name in ("scheduler", "webserver"):
-            log = os.path.join(log_dir, f"{name}.out")
-            with open(log, "w") as fh:
-                procs.append(subprocess.Popen(_airflow_cmd() + [name], env=env, stdout=fh,
-                                              stderr=subprocess.STDOUT, start_new_session=True))
-            logs.append(log)
-        wait_healthy(url, procs, logs, start_timeout_s)
-        print(f"[ui] ready: {url} (DAGs: {config.pipeline_name}, {config.pipeline_name}_backfill; new DAGs start paused). Ctrl-C stops both.",
-              flush=True)
-        while all(p.poll() is None for p in procs):
-            time.sleep(1)
-        dead = next(log for p, log in zip(procs, logs) if p.poll() is not None)
-        print(f"[ui] {os.path.basename(dead)[:-4]} stopped unexpectedly; see {dead}:\n{_tail(dead)}",
-              file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("[ui] stopping", flush=True)
-        return 0
-    finally:
-        stop(procs)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    names = ["scheduler", "webserver"] if scheduler else ["webserver"]
+    return supervise(names, env, log_dir, lambda procs, logs: wait_healthy(url, procs, logs, start_timeout_s),
+                     f"ready: {url} (DAGs: {config.pipeline_name}, {config.pipeline_name}_backfill; new DAGs start "
+                     f"paused). Ctrl-C stops {'both' if scheduler else 'it'}.")

@@ -1,6 +1,8 @@
-"""The production setup driven from a real browser: Airflow on PostgreSQL with the
-LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/databases.sh
-(Debian packages, loopback only); Debian's Chromium through Selenium and Debian's ChromeDriver.
+"""The production setup driven from a real browser, on several Airflow workers: the stack of
+configs/celery.yaml started and stopped by scripts/celery_stack.sh (Debian's packages, loopback
+only): Airflow on PostgreSQL with the CeleryExecutor, Redis as the broker, two Celery workers
+with their own working directories, the scheduler; ML Metadata on MariaDB. `rankpipe ui
+--no-scheduler` is the web server; Debian's Chromium through Selenium and Debian's ChromeDriver.
 
 1. Log in and switch the daily DAG on; two days (DAY3, DAY4) are triggered together and run
    two at a time: their ingestion overlaps, their window/baseline/push stay in order.
@@ -10,7 +12,8 @@ LocalExecutor, ML Metadata on MariaDB, both installed and started by scripts/dat
 3. Fill the backfill form for DAY1..DAY2 and submit: the two days run one after the other,
    each processing its own span; being older than the served model, they are pushed to
    serving/backfills/, never over it.
-4. Check the runs in PostgreSQL, and the pushed models and the spans in ML Metadata (MariaDB).
+4. Check the runs in PostgreSQL (both workers ran tasks, of both parallel days), and the pushed
+   models and the spans in ML Metadata (MariaDB); stopping the stack leaves no process behind.
 
 Every wait ends on progress or on failure (tests/waits.py): the runs are waited on while their
 tasks change state, and a failed task fails the test at once with its log line. Screenshots go to
@@ -37,7 +40,7 @@ from pipeline_components.orchestration.airflow_local import airflow_env, run_air
 from configs import REPO_ROOT, load_config
 from pipeline_components.orchestration.ports import free_ports
 from tests.pipeline_components.components.join_helpers import read_examples
-from tests.ui_process import running_ui
+from tests.ui_process import process_group, processes_of, running_ui
 from tests.waits import UNTIMED_SERVING_CHECK, scaled, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -48,25 +51,41 @@ IMPRESSIONS = 5_000
 # worker (before the venv was compiled to bytecode; ~70 s since). Over 3x that.
 RUNS_STALL_S = 400
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+STACK = os.path.join(REPO_ROOT, "scripts", "celery_stack.sh")
 CLEAR_BUTTON = "button[title='Clear tasks or add new tasks']"
 
 
-@pytest.fixture(scope="module")
-def databases():
+@pytest.fixture
+def stack(tmp_path):
+    """Ports and a folder for scripts/celery_stack.sh; stopped (every process group) at the end."""
     # Not under pytest's tmp dir: that is private to root, and the servers run as postgres/mysql.
-    folder = tempfile.mkdtemp(prefix="rankpipe-db-", dir="/tmp")
+    folder = tempfile.mkdtemp(prefix="rankpipe-stack-", dir="/tmp")
     os.chmod(folder, 0o755)
-    pg_port, mysql_port = free_ports(2)
-    script = os.path.join(REPO_ROOT, "scripts", "databases.sh")
-    out = subprocess.run(["bash", script, "start", folder, str(pg_port), str(mysql_port)], capture_output=True,
-                         text=True, timeout=scaled(600))
-    assert out.returncode == 0, out.stderr[-3000:]
-    exports = dict(re.findall(r"^export (\w+)='([^']*)'$", out.stdout, re.M))
+    pg_port, mysql_port, redis_port = free_ports(3)
+    info = {"folder": folder, "pg_port": pg_port, "mysql_port": mysql_port, "redis_port": redis_port}
     try:
-        yield {"pg_port": pg_port, "mysql_port": mysql_port, **exports}
+        yield info
     finally:
-        subprocess.run(["bash", script, "stop", folder], capture_output=True, timeout=scaled(120))
+        subprocess.run(["bash", STACK, "stop", folder], capture_output=True, timeout=scaled(300))
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_stack(stack, config):
+    env = {**os.environ, "RANKPIPE_CONFIG": config.path, "RANKPIPE_HOME": config.home}
+    out = subprocess.run(["bash", STACK, "start", stack["folder"], str(stack["pg_port"]), str(stack["mysql_port"]),
+                          str(stack["redis_port"])], capture_output=True, text=True, env=env, timeout=scaled(1200))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(re.findall(r"^export (\w+)='([^']*)'$", out.stdout, re.M))
+
+
+def _stack_processes(stack):
+    """Every process of the stack's services (their process groups), task processes included."""
+    pids = set()
+    for name in os.listdir(stack["folder"]):
+        if name.endswith(".pid"):
+            with open(os.path.join(stack["folder"], name)) as fh:
+                pids.update(process_group(int(fh.read())))
+    return pids
 
 
 @pytest.fixture
@@ -89,12 +108,13 @@ def browser(tmp_path):
     driver.quit()
 
 
-def _config(home, databases):
-    with open(os.path.join(REPO_ROOT, "configs", "production.yaml")) as fh:
+def _config(home, stack):
+    with open(os.path.join(REPO_ROOT, "configs", "celery.yaml")) as fh:
         production = yaml.safe_load(fh)
-    production["metadata"]["mysql"]["port"] = databases["mysql_port"]
+    production["metadata"]["mysql"]["port"] = stack["mysql_port"]
+    production["airflow"]["celery"]["broker_url"] = f"redis://127.0.0.1:{stack['redis_port']}/0"
     production["airflow"].update({
-        "database_url": databases["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        "database_url": f"postgresql+psycopg2://rankpipe@127.0.0.1:{stack['pg_port']}/airflow",
         # No schedule (a scheduled run of "yesterday" would have no logs): the days are triggered.
         # Each poke of the backfill's sensor is a task process: 20 s keeps their CPU small.
         "schedule": None, "parallelism": 3, "backfill_poke_seconds": 20})
@@ -220,19 +240,24 @@ def _wait_runs(ui, databases, home, dag_id, count, what):
                     failure=lambda: _failures(ui, databases, home))
 
 
-def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgres_and_mariadb(
-        databases, browser, tmp_path, monkeypatch):
+def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_celery_workers(
+        stack, browser, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
-    monkeypatch.setenv("RANKPIPE_MLMD_PASSWORD", databases["RANKPIPE_MLMD_PASSWORD"])
     home, [port] = str(tmp_path / "home"), free_ports(1)
     shots = os.environ.get("RANKPIPE_SCREENSHOTS") or str(tmp_path / "screenshots")
     write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY1, 4, IMPRESSIONS, progress=None)
-    config = _config(home, databases)
+    config = _config(home, stack)
+    exports = _start_stack(stack, config)
+    for name, value in exports.items():
+        monkeypatch.setenv(name, value)
+    databases = {"pg_port": stack["pg_port"]}
     env = airflow_env(config)
-    assert (env["AIRFLOW__CORE__EXECUTOR"], env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"][:19]) == \
-        ("LocalExecutor", "postgresql+psycopg2")
+    assert (env["AIRFLOW__CORE__EXECUTOR"], env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"][:19],
+            env["AIRFLOW__CELERY__BROKER_URL"]) == ("CeleryExecutor", "postgresql+psycopg2",
+                                                    f"redis://127.0.0.1:{stack['redis_port']}/0")
 
-    with running_ui(home, port, config=config.path) as ui:
+    with running_ui(home, port, config=config.path, extra_args=["--no-scheduler"],
+                    others=lambda: _stack_processes(stack)) as ui:
         ui.wait_ready()
         b = browser
         b.get(f"{ui.url}/login/")
@@ -291,6 +316,15 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_postgre
         time.sleep(3)
         _shot(b, shots, "05_backfill_run")
     assert ui.returncode == 0 and ui.leftover == []
+    stop = subprocess.run(["bash", STACK, "stop", stack["folder"]], capture_output=True, text=True,
+                          timeout=scaled(300))
+    assert stop.returncode == 0, stop.stderr[-3000:]
+    assert processes_of(home) == [], "the stack's scheduler or workers outlived `celery_stack.sh stop`"
+
+    # Both Celery workers ran tasks (Redis hands each task to the longest-waiting worker), and
+    # every task try of every run names the worker that ran it.
+    ran_on = _psql(databases, "select hostname, count(*) from task_instance where dag_id = 'ranking_daily' group by 1")
+    assert {host for host, _ in ran_on} == {"worker1", "worker2"}, ran_on
 
     # The backfill ran its days one after the other, oldest first, each as its own run.
     [backfill_run] = _runs(databases, "ranking_daily_backfill")

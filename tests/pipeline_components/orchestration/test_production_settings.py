@@ -86,3 +86,52 @@ def test_the_compiled_pipeline_holds_no_password_and_parallel_days_keep_the_orde
     ordered = {t.task_id: (t.depends_on_past, t.wait_for_downstream) for t in dag.tasks
                if t.depends_on_past or t.wait_for_downstream}
     assert ordered == {"Transform": (True, False), "Evaluator": (True, True), "SpanPusher": (True, False)}
+
+
+CELERY = {"executor": "CeleryExecutor", "database_url": PG, "max_active_runs": 2}
+
+
+def test_celery_takes_its_broker_from_the_config_or_the_environment_and_results_go_to_airflow_s_database(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CELERY__BROKER_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW__CELERY__RESULT_BACKEND", raising=False)
+    config = _config(tmp_path, metadata=MYSQL,
+                     airflow={**CELERY, "celery": {"broker_url": "redis://127.0.0.1:6380/0", "worker_concurrency": 3}})
+    env = airflow_env(config, base={})
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6380/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{PG}"
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "3"
+    # Each task records which worker ran it; the callable must import.
+    module, _, name = env["AIRFLOW__CORE__HOSTNAME_CALLABLE"].rpartition(".")
+    import importlib
+    monkeypatch.setenv("RANKPIPE_WORKER_HOSTNAME", "worker7")
+    assert getattr(importlib.import_module(module), name)() == "worker7"
+    # A broker URL in the environment (it may hold a password) wins.
+    monkeypatch.setenv("AIRFLOW__CELERY__BROKER_URL", "redis://:s3cret@10.0.0.5:6379/1")
+    assert airflow_env(config)["AIRFLOW__CELERY__BROKER_URL"] == "redis://:s3cret@10.0.0.5:6379/1"
+
+
+def test_celery_without_a_broker_is_refused_with_the_setting_to_change(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CELERY__BROKER_URL", raising=False)
+    config = _config(tmp_path, metadata=MYSQL, airflow=CELERY)
+    with pytest.raises(ValueError, match=r"airflow.celery.broker_url .*AIRFLOW__CELERY__BROKER_URL"):
+        airflow_env(config)
+
+
+def test_the_shipped_celery_config_is_celery_on_postgres_and_redis_with_mysql_metadata(tmp_path, monkeypatch):
+    from configs import REPO_ROOT
+    import os
+    monkeypatch.delenv("AIRFLOW__CELERY__BROKER_URL", raising=False)
+    config = load_config(os.path.join(REPO_ROOT, "configs", "celery.yaml"), str(tmp_path))
+    chosen = settings(config, env={})
+    assert (chosen["executor"], chosen["database"], chosen["broker_url"][:8]) == ("CeleryExecutor", "postgresql",
+                                                                                 "redis://")
+    assert config.metadata_backend == "mysql"
+
+
+def test_a_relative_config_path_is_made_absolute_for_the_processes_that_inherit_it(tmp_path, monkeypatch):
+    (tmp_path / "c.yaml").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    config = load_config("c.yaml", str(tmp_path / "home"))
+    assert airflow_env(config, base={})["RANKPIPE_CONFIG"] == str(tmp_path / "c.yaml")
