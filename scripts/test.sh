@@ -10,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 bash scripts/setup.sh
-# Debian's Chromium + ChromeDriver (browser test), PostgreSQL + MariaDB (production metadata,
-# started by the browser test through scripts/databases.sh): installed here, once, not inside a test.
-bash scripts/system_packages.sh chromium chromium-driver postgresql mariadb-server mariadb-client
+# Debian's Chromium + ChromeDriver (browser test), PostgreSQL + MariaDB + Redis (the Celery stack,
+# started by the browser test through scripts/celery_stack.sh): installed here, once, not inside a test.
+bash scripts/system_packages.sh chromium chromium-driver postgresql mariadb-server mariadb-client redis-server
 export TF_CPP_MIN_LOG_LEVEL=2
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -n "${RANKPIPE_TEST_WORKERS:-2}" --durations=25 "$@" || status=$?

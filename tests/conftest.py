@@ -70,7 +70,8 @@ def pytest_collection_modifyitems(config, items):
 
 E2E_DAYS = "tests/e2e/days/"
 # The units that take longest (from the --durations table), longest first; the rest keep their order.
-HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/e2e/test_home_after_move.py",
+HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/e2e/test_beam_runners.py",
+               "tests/e2e/test_home_after_move.py",
                "tests/e2e/test_killed_tasks.py",
                "tests/pipeline_components/orchestration/test_airflow_ui.py",
                "tests/trainer/test_mirrored.py", "tests/trainer/test_multi_domain.py",

@@ -4,8 +4,10 @@ Why: each task of this pipeline imports TFX and TensorFlow before it can launch 
 component, ~17 s of CPU on 2 cores, and a day has 11 tasks. The LocalExecutor forks
 every task from the scheduler process (Airflow's default, execute_tasks_new_python_interpreter
 = False), so importing them once in the scheduler makes each forked task start in about
-a second. Only the scheduler of a forking executor preloads: the web server, the CLI and
-the SequentialExecutor (which starts a new interpreter per task) stay light.
+a second. A Celery worker forks its tasks too (from its pool processes, themselves forked
+from the worker), so ``airflow celery worker`` preloads under the CeleryExecutor. Only those
+two preload: the web server, the CLI, a Celery scheduler (it runs no task) and the
+SequentialExecutor (which starts a new interpreter per task) stay light.
 RANKPIPE_PRELOAD_TFX=0 turns it off.
 
 Forking after the import is safe here: importing TensorFlow, Beam and TFX starts no
@@ -17,9 +19,11 @@ import sys
 
 
 def _preload() -> None:
-    if os.environ.get("RANKPIPE_PRELOAD_TFX", "1") != "1" or len(sys.argv) < 2 or sys.argv[1] != "scheduler":
+    if os.environ.get("RANKPIPE_PRELOAD_TFX", "1") != "1":
         return
-    if os.environ.get("AIRFLOW__CORE__EXECUTOR") != "LocalExecutor":
+    executor, role = os.environ.get("AIRFLOW__CORE__EXECUTOR"), sys.argv[1:3]
+    if not ((executor == "LocalExecutor" and role[:1] == ["scheduler"])
+            or (executor == "CeleryExecutor" and role == ["celery", "worker"])):
         return
     if os.environ.get("AIRFLOW__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER", "False").lower() == "true":
         return
@@ -30,7 +34,7 @@ def _preload() -> None:
     from pipeline_components import pipeline  # noqa: F401  (every component and executor)
     from tfx.orchestration.portable import launcher  # noqa: F401
     from tfx.orchestration.local import runner_utils  # noqa: F401
-    print(f"[rankpipe] scheduler preloaded TFX and TensorFlow for forked tasks ({time.time() - t0:.1f}s)",
+    print(f"[rankpipe] {' '.join(role)} preloaded TFX and TensorFlow for forked tasks ({time.time() - t0:.1f}s)",
           file=sys.stderr, flush=True)
 
 

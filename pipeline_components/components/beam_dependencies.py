@@ -12,10 +12,11 @@ environment) run their workers on this very interpreter and stage nothing. On th
 machine a day of test runs left 2,800 such directories and filled a 250 GB disk; the CI run
 that followed failed with ``No space left on device``.
 
-The same holds for ``PortableRunner`` with an ``EXTERNAL`` worker pool on a loopback address
-(``deploy/beam/portable.yaml``): that pool is on this machine and is Beam's Python pool
-(``pipeline_components/beam_worker_pool.py``), whose workers import from their own
-interpreter and install nothing that is staged, so TFX's sdist would be built for no one.
+The same holds for an ``EXTERNAL`` worker pool on a loopback address: on one machine it is
+Beam's Python pool (``deploy/beam/portable.yaml``, ``pipeline_components/beam_worker_pool.py``),
+whose workers import from their own interpreter and install nothing that is staged; on Flink
+(``deploy/beam/flink.yaml``) it is a sidecar of each task manager running the SDK image, which
+already holds this project and its pins. Either way TFX's sdist would be built for no one.
 
 So, for those runners only, the args pass through unchanged. For cluster runners TFX's own
 function still decides; the cluster configs in ``deploy/beam/`` name the SDK image with
@@ -47,7 +48,7 @@ def workers_share_this_interpreter(args: List[str]) -> bool:
     runner = _last_flag(args, "runner")
     if runner in IN_PROCESS_RUNNERS:
         return True
-    if runner != "PortableRunner":
+    if runner not in ("PortableRunner", "FlinkRunner", "SparkRunner"):
         return False
     environment = _last_flag(args, "environment_type").upper()
     if environment == "EXTERNAL":

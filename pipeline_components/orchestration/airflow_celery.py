@@ -72,6 +72,7 @@ def run_scheduler(config: PipelineConfig, start_timeout_s: float = 600) -> int:
     """The scheduler alone, for executors whose tasks run elsewhere (Celery, Kubernetes)."""
     env = airflow_local.prepare(config)
     env.setdefault("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_ports()[0]))
+    env.setdefault("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "60")  # as `rankpipe ui`: DAG files change rarely
     log_dir = os.path.join(env["AIRFLOW_HOME"], "logs")
     os.makedirs(log_dir, exist_ok=True)
     print(f"[scheduler] {airflow_local.describe(config)}", flush=True)

@@ -30,6 +30,7 @@ from pipeline_components.components import beam_dependencies
 from pipeline_components.orchestration.ports import free_ports
 from pipeline_components.pipeline import create_pipeline
 from pipeline_components.reporting import report
+from schemas import load_feature_spec
 from tests.ui_process import process_group
 from tests.waits import scaled
 
@@ -59,6 +60,7 @@ def _run_day(home, logs, beam_args, monkeypatch):
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat()))
     monkeypatch.undo()
     [run] = report.collect_runs(config)
+    report.load_metrics(run, config.heads, load_feature_spec(config.feature_spec_path).scene_feature)
     return config, run, temp
 
 

@@ -20,6 +20,7 @@ tasks change state, and a failed task fails the test at once with its log line. 
 $RANKPIPE_SCREENSHOTS (default: the test's tmp dir); the README's come from this test.
 """
 import datetime as dt
+import glob
 import os
 import re
 import shutil
@@ -67,6 +68,9 @@ def stack(tmp_path):
         yield info
     finally:
         subprocess.run(["bash", STACK, "stop", folder], capture_output=True, timeout=scaled(300))
+        # The services' and workers' logs outlive the stack, for a failure's diagnosis.
+        for log in glob.glob(os.path.join(folder, "*.log")) + glob.glob(os.path.join(folder, "worker*", "*.out")):
+            shutil.copy(log, tmp_path / os.path.relpath(log, folder).replace(os.sep, "-"))
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -316,11 +320,6 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_celery_
         time.sleep(3)
         _shot(b, shots, "05_backfill_run")
     assert ui.returncode == 0 and ui.leftover == []
-    stop = subprocess.run(["bash", STACK, "stop", stack["folder"]], capture_output=True, text=True,
-                          timeout=scaled(300))
-    assert stop.returncode == 0, stop.stderr[-3000:]
-    assert processes_of(home) == [], "the stack's scheduler or workers outlived `celery_stack.sh stop`"
-
     # Both Celery workers ran tasks (Redis hands each task to the longest-waiting worker), and
     # every task try of every run names the worker that ran it.
     ran_on = _psql(databases, "select hostname, count(*) from task_instance where dag_id = 'ranking_daily' group by 1")
@@ -374,3 +373,9 @@ def test_two_days_in_parallel_a_rerun_and_a_backfill_from_the_browser_on_celery_
         assert runs[d.isoformat()].pushed_destination == os.path.join(backfills, version[d])
         assert os.path.exists(os.path.join(backfills, version[d], "saved_model.pb"))
     assert not os.path.exists(config.metadata_path), "ML Metadata must not fall back to SQLite"
+
+    # Stopping the stack ends every scheduler, worker and task process of this home.
+    stop = subprocess.run(["bash", STACK, "stop", stack["folder"]], capture_output=True, text=True,
+                          timeout=scaled(300))
+    assert stop.returncode == 0, stop.stderr[-3000:]
+    assert processes_of(home) == [], "the stack's scheduler or workers outlived `celery_stack.sh stop`"
