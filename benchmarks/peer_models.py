@@ -28,6 +28,10 @@ CONFIGS: Dict[str, Tuple[Dict[str, Any], Optional[str], Dict[str, Any]]] = {
             "PLE", {"num_levels": 2, "specific_expert_num": 1, "shared_expert_num": 1,
                     "expert_dnn_hidden_units": (256, 128), "tower_dnn_hidden_units": (64,)}),
     "aitm": ({"tower_dnn_hidden_units": [256, 128, 64]}, None, {}),
+    # the MMoE paper's soft-sharing baselines, at Shared-Bottom's sizes per task; no DeepCTR namesake
+    "single_task": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
+    "cross_stitch": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
+    "l2_constrained": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
 }
 
 

@@ -21,6 +21,9 @@ SMALL = {
     "transfer": {"tower_dnn_hidden_units": [16, 8], "domain_tower_dnn_hidden_units": [8],
                  "attention_hidden_units": [4, 4]},
     "star": {"tower_dnn_hidden_units": [16, 8]},
+    "single_task": {"bottom_dnn_hidden_units": [16], "tower_dnn_hidden_units": [8]},
+    "cross_stitch": {"bottom_dnn_hidden_units": [16, 8], "tower_dnn_hidden_units": [8]},
+    "l2_constrained": {"bottom_dnn_hidden_units": [16, 8], "tower_dnn_hidden_units": [8], "l2_distance": 0.01},
 }
 
 

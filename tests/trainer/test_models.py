@@ -8,7 +8,8 @@ from tests.trainer.model_fixtures import FEATURES, SMALL, batch
 from trainer.layers import CGC, Experts, Gate
 from trainer.models import MODELS, build_model
 
-ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple", "transfer", "star"]
+ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple", "transfer", "star", "single_task", "cross_stitch",
+              "l2_constrained"]
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

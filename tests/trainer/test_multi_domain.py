@@ -22,6 +22,9 @@ COMPOSITIONS = [
     ("transfer", dict(TRANSFER, multi_task="ple", multi_task_params={"expert_dnn_hidden_units": [8]})),
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "esmm"}),
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "mmoe", "multi_task_params": {"num_experts": 2}}),
+    ("transfer", dict(TRANSFER, multi_task="cross_stitch", multi_task_params={"bottom_dnn_hidden_units": [8]})),
+    ("star", {"tower_dnn_hidden_units": [16], "multi_task": "l2_constrained",
+              "multi_task_params": {"bottom_dnn_hidden_units": [8], "l2_distance": 0.1}}),
 ]
 WEIGHTS = {"ctr": 1.0, "ctcvr": 1.0}
 

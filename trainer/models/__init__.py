@@ -18,6 +18,10 @@ MODELS = {
     "omoe": ("trainer.models.mmoe", "build_omoe"),
     "ple": ("trainer.models.ple", "build_ple"),
     "aitm": ("trainer.models.aitm", "build_aitm"),
+    # the soft-sharing and single-task baselines of the MMoE paper's tables
+    "single_task": ("trainer.models.single_task", "build_single_task"),
+    "cross_stitch": ("trainer.models.cross_stitch", "build_cross_stitch"),
+    "l2_constrained": ("trainer.models.l2_constrained", "build_l2_constrained"),
     # multi-domain (multi-scene) backbones; any multi-task middle above except aitm sits on them
     "transfer": ("trainer.models.transfer", "build_transfer"),
     "star": ("trainer.models.star", "build_star"),

@@ -13,7 +13,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from schemas import scene_of
 from trainer.features import InputFeature
 from trainer.layers import ProbabilityProduct
+from trainer.models.cross_stitch import cross_stitch_middle
 from trainer.models.esmm import esmm_middle
+from trainer.models.l2_constrained import l2_constrained_middle
 from trainer.models.mmoe import mmoe_middle, omoe_middle
 from trainer.models.ple import ple_middle
 from trainer.models.shared_bottom import shared_bottom_middle
@@ -24,6 +26,8 @@ MIDDLES: Dict[str, Callable] = {
     "mmoe": mmoe_middle,
     "omoe": omoe_middle,
     "ple": ple_middle,
+    "cross_stitch": cross_stitch_middle,
+    "l2_constrained": l2_constrained_middle,
 }
 
 
