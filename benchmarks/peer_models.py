@@ -32,6 +32,8 @@ CONFIGS: Dict[str, Tuple[Dict[str, Any], Optional[str], Dict[str, Any]]] = {
     "single_task": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
     "cross_stitch": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
     "l2_constrained": ({"bottom_dnn_hidden_units": [256, 128], "tower_dnn_hidden_units": [64]}, None, {}),
+    "gmsl": ({"bottom_dnn_hidden_units": [256, 128], "task_dnn_hidden_units": [64], "gru_units": 32,
+              "tower_dnn_hidden_units": [32]}, None, {}),
 }
 
 

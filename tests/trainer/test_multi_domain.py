@@ -23,6 +23,8 @@ COMPOSITIONS = [
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "esmm"}),
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "mmoe", "multi_task_params": {"num_experts": 2}}),
     ("transfer", dict(TRANSFER, multi_task="cross_stitch", multi_task_params={"bottom_dnn_hidden_units": [8]})),
+    ("transfer", dict(TRANSFER, multi_task="gmsl", multi_task_params={"bottom_dnn_hidden_units": [8],
+                                                                      "task_dnn_hidden_units": [8], "gru_units": 4})),
     ("star", {"tower_dnn_hidden_units": [16], "multi_task": "l2_constrained",
               "multi_task_params": {"bottom_dnn_hidden_units": [8], "l2_distance": 0.1}}),
 ]

@@ -9,6 +9,6 @@ from trainer.layers.heads import (AITMTransfer, BehaviorCalibrator, ConditionalP
 from trainer.layers.penalty import BatchL2  # noqa: F401
 from trainer.layers.interactions import CrossNet, FMInteraction  # noqa: F401
 from trainer.layers.moe import CGC, ExpertMix, Experts, Gate  # noqa: F401
-from trainer.layers.task_networks import TaskNetworks  # noqa: F401
+from trainer.layers.task_networks import SequenceStep, TaskNetworks  # noqa: F401
 from trainer.layers.domain import (DomainDNN, DomainEmbedding, DomainIndex, DomainTower,  # noqa: F401
                                    FeatureAttention, PartitionedNorm, PerDomainDense)

@@ -25,10 +25,12 @@ from trainer import initializers
 
 @keras.utils.register_keras_serializable(package="rankpipe")
 class TaskNetworks(keras.layers.Layer):
-    """(batch, in) -> [task 1's (batch, width), ..., task T's]."""
+    """(batch, in) -> [task 1's (batch, width), ..., task T's]; ``stacked``: (batch, T, width), the
+    tasks in order as a sequence (GMSL's GRU reads it)."""
 
     def __init__(self, num_tasks: int, hidden_units: Sequence[int] = (128,), dropout: float = 0.0,
-                 cross_stitch: bool = False, stitch_init: float = 0.9, l2_distance: float = 0.0, **kwargs):
+                 cross_stitch: bool = False, stitch_init: float = 0.9, l2_distance: float = 0.0,
+                 stacked: bool = False, **kwargs):
         super().__init__(**kwargs)
         if int(num_tasks) < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
@@ -45,6 +47,7 @@ class TaskNetworks(keras.layers.Layer):
         self.cross_stitch = bool(cross_stitch)
         self.stitch_init = float(stitch_init)
         self.l2_distance = float(l2_distance)
+        self.stacked = bool(stacked)
         self._dropout = [keras.layers.Dropout(self.dropout) for _ in self.hidden_units] if self.dropout else []
 
     def build(self, input_shape):
@@ -76,6 +79,8 @@ class TaskNetworks(keras.layers.Layer):
                 x = tf.einsum("ts,sbo->tbo", self.stitches[i], x)  # task t reads Σ_s α[t, s]·h_s
         if self.l2_distance and self.num_tasks > 1:
             self.add_loss(self.l2_distance * self.distance())
+        if self.stacked:
+            return tf.transpose(x, [1, 0, 2])
         return tf.unstack(x, num=self.num_tasks, axis=0)
 
     def distance(self):
@@ -86,9 +91,26 @@ class TaskNetworks(keras.layers.Layer):
         return total
 
     def compute_output_shape(self, input_shape):
+        if self.stacked:
+            return tuple(input_shape[:-1]) + (self.num_tasks, self.hidden_units[-1])
         return [tuple(input_shape[:-1]) + (self.hidden_units[-1],)] * self.num_tasks
 
     def get_config(self):
         return dict(super().get_config(), num_tasks=self.num_tasks, hidden_units=self.hidden_units,
                     dropout=self.dropout, cross_stitch=self.cross_stitch, stitch_init=self.stitch_init,
-                    l2_distance=self.l2_distance)
+                    l2_distance=self.l2_distance, stacked=self.stacked)
+
+
+@keras.utils.register_keras_serializable(package="rankpipe")
+class SequenceStep(keras.layers.Layer):
+    """(batch, T, d) -> step ``index``'s (batch, d): one task's node of a sequence over the tasks."""
+
+    def __init__(self, index: int, **kwargs):
+        super().__init__(**kwargs)
+        self.index = int(index)
+
+    def call(self, inputs):
+        return inputs[:, self.index]
+
+    def get_config(self):
+        return dict(super().get_config(), index=self.index)

@@ -22,6 +22,8 @@ MODELS = {
     "single_task": ("trainer.models.single_task", "build_single_task"),
     "cross_stitch": ("trainer.models.cross_stitch", "build_cross_stitch"),
     "l2_constrained": ("trainer.models.l2_constrained", "build_l2_constrained"),
+    # task-order models: the funnel's order is part of the architecture
+    "gmsl": ("trainer.models.gmsl", "build_gmsl"),
     # multi-domain (multi-scene) backbones; any multi-task middle above except aitm sits on them
     "transfer": ("trainer.models.transfer", "build_transfer"),
     "star": ("trainer.models.star", "build_star"),

@@ -15,6 +15,7 @@ from trainer.features import InputFeature
 from trainer.layers import ProbabilityProduct
 from trainer.models.cross_stitch import cross_stitch_middle
 from trainer.models.esmm import esmm_middle
+from trainer.models.gmsl import gmsl_middle
 from trainer.models.l2_constrained import l2_constrained_middle
 from trainer.models.mmoe import mmoe_middle, omoe_middle
 from trainer.models.ple import ple_middle
@@ -28,6 +29,7 @@ MIDDLES: Dict[str, Callable] = {
     "ple": ple_middle,
     "cross_stitch": cross_stitch_middle,
     "l2_constrained": l2_constrained_middle,
+    "gmsl": gmsl_middle,
 }
 
 
