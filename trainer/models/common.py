@@ -7,7 +7,7 @@ model fits CVR on the clicked subset alone.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import tf_keras as keras
 
@@ -40,3 +40,11 @@ def esmm_heads(task_inputs: Dict[str, object], tower_dnn_hidden_units: Sequence[
                                          name=task)(tower)
     heads["ctcvr"] = ProbabilityProduct(name="ctcvr")([heads["ctr"], heads["cvr"]])
     return heads
+
+
+def middle_model(name: str, features: List[InputFeature], l2_embedding: float,
+                 make_middle: Callable[[object], Dict[str, object]], tower_dnn_hidden_units: Sequence[int],
+                 dropout: float = 0.0) -> keras.Model:
+    """The zoo's usual shape: the embedding bottom, a middle's per-task inputs, towers and heads."""
+    inputs, shared = bottom(features, l2_embedding)
+    return keras.Model(inputs, esmm_heads(make_middle(shared), tower_dnn_hidden_units, dropout), name=name)

@@ -14,7 +14,7 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import TaskNetworks
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, check_tasks, middle_model
 
 
 def build_cross_stitch(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
@@ -22,9 +22,8 @@ def build_cross_stitch(features: List[InputFeature], bottom_dnn_hidden_units: Se
                        dropout: float = 0.0, l2_embedding: float = 0.0,
                        task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("Cross-stitch", task_names)
-    inputs, shared = bottom(features, l2_embedding)
-    middle = cross_stitch_middle(shared, tasks, bottom_dnn_hidden_units, stitch_init, dropout)
-    return keras.Model(inputs, esmm_heads(middle, tower_dnn_hidden_units, dropout), name="cross_stitch")
+    return middle_model("cross_stitch", features, l2_embedding, lambda x: cross_stitch_middle(
+        x, tasks, bottom_dnn_hidden_units, stitch_init, dropout), tower_dnn_hidden_units, dropout)
 
 
 def cross_stitch_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),

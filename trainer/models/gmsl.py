@@ -16,7 +16,7 @@ import tf_keras as keras
 from trainer import initializers
 from trainer.features import InputFeature
 from trainer.layers import DNN, SequenceStep, TaskNetworks
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, check_tasks, middle_model
 
 
 def build_gmsl(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
@@ -24,9 +24,8 @@ def build_gmsl(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[i
                tower_dnn_hidden_units: Sequence[int] = (32,), dropout: float = 0.0, l2_embedding: float = 0.0,
                task_names: Sequence[str] = TASKS) -> keras.Model:
     tasks = check_tasks("GMSL", task_names)
-    inputs, shared = bottom(features, l2_embedding)
-    middle = gmsl_middle(shared, tasks, bottom_dnn_hidden_units, task_dnn_hidden_units, gru_units, dropout)
-    return keras.Model(inputs, esmm_heads(middle, tower_dnn_hidden_units, dropout), name="gmsl")
+    return middle_model("gmsl", features, l2_embedding, lambda x: gmsl_middle(
+        x, tasks, bottom_dnn_hidden_units, task_dnn_hidden_units, gru_units, dropout), tower_dnn_hidden_units, dropout)
 
 
 def gmsl_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
