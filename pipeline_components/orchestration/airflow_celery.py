@@ -13,30 +13,21 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from typing import List
 
 from configs import PipelineConfig
 from pipeline_components.orchestration import airflow_local, worker_hostname
-from pipeline_components.orchestration.airflow_ui import supervise
+from pipeline_components.orchestration.airflow_ui import supervise, wait_until
 from pipeline_components.orchestration.ports import free_ports
 
 
 def _wait_for_log(pattern: str, what: str, timeout_s: float):
-    """A ``ready`` for ``supervise``: the pattern in the log, or a clear error when the process
-    exits first or says nothing matching within timeout_s."""
-    def ready(procs, logs: List[str]) -> None:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            for p, log in zip(procs, logs):
-                if p.poll() is not None:
-                    raise RuntimeError(f"{what} exited with {p.returncode} while starting; see {log}")
-            with open(logs[0], errors="replace") as fh:
-                if re.search(pattern, fh.read()):
-                    return
-            time.sleep(1)
-        raise RuntimeError(f"{what} did not report ready within {timeout_s:.0f}s; see {logs[0]}")
-    return ready
+    """A ``ready`` for ``supervise``: until the pattern is in the first process's log."""
+    def in_log(logs: List[str]) -> bool:
+        with open(logs[0], errors="replace") as fh:
+            return re.search(pattern, fh.read()) is not None
+    return lambda procs, logs: wait_until(lambda: in_log(logs), procs, logs, timeout_s,
+                                          f"{what} did not report ready", interval_s=1)
 
 
 def _celery_only(config: PipelineConfig) -> None:

@@ -93,22 +93,30 @@ def ensure_admin(env: Dict[str, str], reset: bool = False, password: Optional[st
     return None if status[0] == "EXISTS" else password
 
 
-def wait_healthy(url: str, procs: List[subprocess.Popen], logs: List[str], timeout_s: float) -> None:
+def wait_until(ready: Callable[[], bool], procs: List[subprocess.Popen], logs: List[str], timeout_s: float,
+               what: str, interval_s: float = 2) -> None:
+    """Until ``ready()``; fails at once, with its log's tail, when one of ``procs`` exits, and with
+    "<what> within <timeout_s>s" when the time is up (a backstop: a start takes a minute or two)."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         for p, log in zip(procs, logs):
             if p.poll() is not None:
                 raise RuntimeError(f"{os.path.basename(log)[:-4]} exited with {p.returncode} while starting; "
                                    f"see {log}:\n{_tail(log)}")
+        if ready():
+            return
+        time.sleep(interval_s)
+    raise RuntimeError(f"{what} within {timeout_s:.0f}s; see {logs[-1]}")
+
+
+def wait_healthy(url: str, procs: List[subprocess.Popen], logs: List[str], timeout_s: float) -> None:
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-                if resp.status == 200:
-                    return
+                return resp.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(2)
-    raise RuntimeError(f"the Airflow web server did not answer on {url}/health within {timeout_s:.0f}s; "
-                       f"see {logs[-1]}")
+            return False
+    wait_until(answers, procs, logs, timeout_s, f"the Airflow web server did not answer on {url}/health")
 
 
 def _tail(path: str, lines: int = 20) -> str:
