@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,30 +58,34 @@ def prepare(work: str, rho: float, impressions: int, covariate_shift: bool = Fal
 
 
 def _eval_frame(eval_files: List[str], truth_root: str) -> pd.DataFrame:
+    frame = eval_frame(eval_files, truth_root, ("click", "conversion"), ("p_ctr", "p_cvr", "p_ctcvr"))
+    rng = np.random.default_rng(12345)  # the same counterfactual labels for every model
+    frame["cf_conversion"] = (rng.random(len(frame)) < frame["p_cvr"].to_numpy()).astype(int)
+    return frame
+
+
+def eval_frame(eval_files: List[str], truth_root: str, labels: Sequence[str], truth: Sequence[str]) -> pd.DataFrame:
+    """The eval split's impression ids, scenes and ``labels``, with the generator's ``truth`` columns."""
     import tensorflow as tf
-    spec = {"impression_id": tf.io.FixedLenFeature([], tf.string), "scene": tf.io.FixedLenFeature([], tf.string),
-            "click": tf.io.FixedLenFeature([], tf.int64), "conversion": tf.io.FixedLenFeature([], tf.int64)}
+    spec = {"impression_id": tf.io.FixedLenFeature([], tf.string), "scene": tf.io.FixedLenFeature([], tf.string)}
+    spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in labels})
     cols: Dict[str, list] = {k: [] for k in spec}
     for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
         parsed = tf.io.parse_example(batch, spec)
         for k in spec:
             v = parsed[k].numpy()
             cols[k].extend([x.decode() for x in v] if v.dtype == object else v.tolist())
-    frame = pd.DataFrame(cols)
-    truth = pd.read_parquet(os.path.join(truth_root, f"date={DAY:%Y-%m-%d}"))[
-        ["impression_id", "p_ctr", "p_cvr", "p_ctcvr"]]
-    frame = frame.merge(truth, on="impression_id", how="left", validate="one_to_one")
-    if frame["p_ctr"].isna().any():
+    probabilities = pd.read_parquet(os.path.join(truth_root, f"date={DAY:%Y-%m-%d}"))[["impression_id"] + list(truth)]
+    frame = pd.DataFrame(cols).merge(probabilities, on="impression_id", how="left", validate="one_to_one")
+    if frame[truth[0]].isna().any():
         raise RuntimeError("some eval impressions have no ground truth")
-    rng = np.random.default_rng(12345)  # the same counterfactual labels for every model
-    frame["cf_conversion"] = (rng.random(len(frame)) < frame["p_cvr"].to_numpy()).astype(int)
     return frame
 
 
-def score(model_dir: str, eval_files: List[str]) -> Dict[str, np.ndarray]:
+def score(model_dir: str, eval_files: List[str], heads: Sequence[str] = ("ctr", "cvr", "ctcvr")) -> Dict[str, np.ndarray]:
     import tensorflow as tf
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    out: Dict[str, list] = {"ctr": [], "cvr": [], "ctcvr": []}
+    out: Dict[str, list] = {h: [] for h in heads}
     for batch in tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(8192):
         pred = serve(examples=batch)
         for k in out:
@@ -111,6 +115,6 @@ def oracle(frame: pd.DataFrame) -> Dict[str, Dict[str, float]]:
                         "ctcvr": frame["p_ctcvr"].to_numpy()})
 
 
-def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, tuple]]:
+def summarise(runs: List[Dict[str, Dict[str, float]]], heads: Sequence[str] = HEADS) -> Dict[str, Dict[str, tuple]]:
     return {s: {h: (float(np.nanmean([r[s][h] for r in runs])), float(np.nanstd([r[s][h] for r in runs])))
-                for h in HEADS} for s in runs[0]}
+                for h in heads} for s in runs[0]}

@@ -22,6 +22,10 @@ Two published findings are tested and printed:
     impressions only, most clearly over the entire space.
 (b) MMoE paper: MMoE's advantage over Shared-Bottom grows when the tasks are
     less correlated (``--low-correlation``, generator ``task_correlation``).
+(c) ``--three-step``: the funnel click -> add-to-cart -> conversion (``benchmarks/three_step.py``):
+    GMSL, the Bayesian chain and AITM against ESMM-style products and Shared-Bottom, every head per
+    scene, and whether the task-order models help on the deepest task. ``--three-step-only`` runs
+    just that section (to ``three_step_quality.md``).
 Writes ``model_quality.md`` and ``model_quality.png`` to ``--out``.
 """
 from __future__ import annotations
@@ -37,10 +41,8 @@ import platform  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from benchmarks import gbdt, matched_form  # noqa: E402
-from benchmarks.output import parse_with_locations, save_figure, write_markdown  # noqa: E402
+from benchmarks.output import auc_bars, parse_with_locations, write_markdown  # noqa: E402
 from benchmarks.generated_day import (DAY, HEADS, Prepared, aucs, oracle, prepare, score,  # noqa: E402,F401
                                       summarise)
 
@@ -145,26 +147,7 @@ def table(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str, Dict[s
 
 
 def chart(results, orc, path: str, bound=None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    slices = list(orc)
-    fig, axes = plt.subplots(1, len(HEADS), figsize=(5 * len(HEADS), 4.5), sharey=False)
-    width = 0.8 / (len(results) + 1)
-    for ax, head in zip(axes, HEADS):
-        x = np.arange(len(slices))
-        ax.bar(x, [orc[s][head] for s in slices], width, label="oracle", color="black", alpha=0.3)
-        if bound:
-            ax.plot(x + width * len(results) / 2, [bound[s][head] for s in slices], "k_", markersize=40,
-                    label="matched form")
-        for i, (model, summary) in enumerate(results.items(), start=1):
-            ax.bar(x + i * width, [summary[s][head][0] for s in slices], width,
-                   yerr=[summary[s][head][1] for s in slices], label=model)
-        ax.set_xticks(x + width * len(results) / 2)
-        ax.set_xticklabels(slices, rotation=30, ha="right")
-        ax.set_ylim(0.5, 1.0)
-        ax.set_title(f"{head} AUC")
-    save_figure(fig, axes, path)
+    auc_bars(results, orc, HEADS, path, bound)
 
 
 def main() -> None:
@@ -183,9 +166,16 @@ def main() -> None:
     ap.add_argument("--correlation", type=float, default=0.6, help="generator task_correlation (default world)")
     ap.add_argument("--low-correlation", type=float, default=-0.3)
     ap.add_argument("--models", nargs="+", default=list(MODEL_PARAMS))
+    ap.add_argument("--three-step", action="store_true", help="add (c), the three-step funnel")
+    ap.add_argument("--three-step-only", action="store_true", help="run (c) alone, to three_step_quality.md")
+    ap.add_argument("--three-step-impressions", type=int, help="default: --impressions")
     args = parse_with_locations(ap)
     t0 = time.time()
     seeds = list(range(args.seeds))
+    if args.three_step_only:
+        write_markdown(args.out, "three_step_quality", _three_step(args, seeds) + [
+            f"total time {time.time() - t0:.0f}s"])
+        return
 
     prep = prepare(args.workdir, args.correlation, args.impressions)
     orc = oracle(prep.eval_frame)
@@ -230,9 +220,20 @@ def main() -> None:
         for rho, res in ((args.correlation, results), (args.low_correlation, low_results)):
             md.append(f"| {rho:+.1f} | " + " | ".join(
                 f"{res['mmoe']['overall'][h][0] - res['shared_bottom']['overall'][h][0]:+.4f}" for h in HEADS) + " |")
+    if args.three_step:
+        md += [""] + _three_step(args, seeds)
     md += ["", f"total time {time.time() - t0:.0f}s"]
     chart(results, orc, os.path.join(args.out, "model_quality.png"), bound)
     write_markdown(args.out, "model_quality", md)
+
+
+def _three_step(args, seeds: List[int]) -> List[str]:
+    from benchmarks import three_step
+    impressions = args.three_step_impressions or args.impressions
+    command = (f"python -m benchmarks.model_quality --three-step-only --impressions {impressions} "
+               f"--seeds {args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else ""))
+    return [f"machine: {platform.machine()}, {os.cpu_count()} cores; `{command}`", ""] + three_step.run(
+        args.workdir, args.out, impressions, seeds, MODEL_PARAMS, args.epochs)
 
 
 def _esmm_vs_base(args, prep: Prepared, seeds: List[int], results, orc) -> List[str]:

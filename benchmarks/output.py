@@ -29,3 +29,29 @@ def parse_with_locations(ap) -> "argparse.Namespace":  # noqa: F821
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     return args
+
+
+def auc_bars(results, orc, heads, path: str, bound=None) -> None:
+    """One panel per head: AUC per slice, the oracle's bar, each model's mean with its std over seeds
+    (``results``: model -> slice -> head -> (mean, std)), and the matched-form mark if given."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    slices = list(orc)
+    fig, axes = plt.subplots(1, len(heads), figsize=(4.5 * len(heads), 4.5), sharey=False)
+    width = 0.8 / (len(results) + 1)
+    for ax, head in zip(axes, heads):
+        x = np.arange(len(slices))
+        ax.bar(x, [orc[s][head] for s in slices], width, label="oracle", color="black", alpha=0.3)
+        if bound:
+            ax.plot(x + width * len(results) / 2, [bound[s][head] for s in slices], "k_", markersize=40,
+                    label="matched form")
+        for i, (model, summary) in enumerate(results.items(), start=1):
+            ax.bar(x + i * width, [summary[s][head][0] for s in slices], width,
+                   yerr=[summary[s][head][1] for s in slices], label=model)
+        ax.set_xticks(x + width * len(results) / 2)
+        ax.set_xticklabels(slices, rotation=30, ha="right")
+        ax.set_ylim(0.5, 1.0)
+        ax.set_title(f"{head} AUC")
+    save_figure(fig, axes, path)

@@ -136,8 +136,37 @@ class PipelineConfig:
         return dict(self.raw["log_join"])
 
     @property
+    def funnel(self):
+        """The ``tasks:`` section as a ``schemas.tasks.Funnel`` (a config error names the task)."""
+        from schemas.tasks import TaskConfigError, check_head_names, parse_tasks
+        if "heads" in self.raw:
+            raise ValueError(f"{self.path}: the `heads:` section is now derived from `tasks:` (schemas/tasks.py); "
+                             "declare the behaviours as tasks (name, label, after) and remove `heads:`")
+        funnel = parse_tasks(self.raw.get("tasks"))
+        check_head_names("trainer.loss_weights", self.raw["trainer"]["loss_weights"], funnel)
+        from schemas import load_feature_spec
+        declared = load_feature_spec(self.feature_spec_path).labels
+        for task in funnel.tasks:
+            for role, column in (("label", task.label), ("eval_weight", task.eval_weight)):
+                if column is not None and column not in declared:
+                    raise TaskConfigError(f"task {task.name!r} has {role} {column!r}, which the feature spec "
+                                          f"{self.feature_spec_path} does not declare under `labels:` ({declared}); "
+                                          "declare it there (the Trainer reads labels from that list)")
+        if (self.raw.get("input") or {}).get("kind", "logs") == "logs":   # labels come from the log join
+            from schemas import load_raw_schema
+            joined = [step.get("label") for step in (self.raw["log_join"].get("funnel") or [])]
+            impression_fields = list(load_raw_schema(self.raw_events_path)["logs"]["impressions"]["fields"])
+            for task in funnel.tasks:
+                if task.label not in joined + impression_fields:
+                    raise TaskConfigError(f"task {task.name!r} learns from {task.label!r}, which no step of "
+                                          f"log_join.funnel labels (it labels {joined}) and the impressions log "
+                                          "does not carry; add the log that sets it, or use input.kind: samples")
+        return funnel
+
+    @property
     def heads(self) -> Dict[str, Dict[str, Any]]:
-        return copy.deepcopy(self.raw["heads"])
+        """Every served head: ``{head: {label, task, type, entire_space, given?, eval_weight?, parent?}}``."""
+        return self.funnel.head_config()
 
     @property
     def trainer(self) -> Dict[str, Any]:
@@ -167,6 +196,26 @@ class PipelineConfig:
     def beam_pipeline_args(self) -> List[str]:
         return check_beam_args(list(self.raw["beam_pipeline_args"] or []))
 
+    @property
+    def input(self) -> Dict[str, Any]:
+        """``input:``: ``{kind: logs | samples, samples: {path, format, schema, id_column, default_scene}}``,
+        the samples path resolved against the home and the schema against the repository."""
+        section = copy.deepcopy(self.raw.get("input") or {})
+        kind = section.get("kind", "logs")
+        if kind not in ("logs", "samples"):
+            raise ValueError(f"{self.path}: input.kind must be `logs` (raw impression/event logs, joined by the log "
+                             f"join) or `samples` (labelled rows, one per impression), got {kind!r}")
+        samples = dict(section.get("samples") or {})
+        if kind == "samples":
+            if samples.get("format") not in ("parquet", "csv"):
+                raise ValueError(f"{self.path}: input.samples.format must be parquet or csv, got {samples.get('format')!r}")
+            for key in ("path", "schema", "default_scene"):
+                if not samples.get(key):
+                    raise ValueError(f"{self.path}: input.kind is samples but input.samples.{key} is not set")
+            samples["path"] = os.path.join(self.home, samples["path"])          # absolute stays absolute
+            samples["schema"] = os.path.join(REPO_ROOT, samples["schema"])
+        return {"kind": kind, "samples": samples}
+
 
 def check_beam_args(args: List[str]) -> List[str]:
     """The runner must be named. Why: with no ``--runner`` (or ``--runner=DirectRunner``) Beam
@@ -186,17 +235,24 @@ def check_beam_args(args: List[str]) -> List[str]:
 
 
 def trainer_config(config: PipelineConfig, **overrides: Any) -> Dict[str, Any]:
-    """The Trainer's ``custom_config``: the trainer section plus the heads and the feature spec it
+    """The Trainer's ``custom_config``: the trainer section plus the tasks, heads and the feature spec it
     trains on. The pipeline, the multi-worker entry point and the benchmarks all train from this."""
-    out = dict(config.trainer, heads=config.heads, feature_spec_path=config.feature_spec_path)
+    out = dict(config.trainer, heads=config.heads, tasks=config.funnel.as_config(),
+               feature_spec_path=config.feature_spec_path)
     out.update(overrides)
     return out
 
 
-def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+# Mappings keyed by head: a user's file replaces them whole, because its heads may not be the
+# default funnel's (a merge would keep ctr/ctcvr weights for a funnel that has no such heads).
+PER_HEAD = {("trainer", "loss_weights"), ("evaluator", "auc_floor"), ("evaluator", "max_auc_drop")}
+
+
+def _merge(base: Dict[str, Any], override: Dict[str, Any], where: tuple = ()) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and where + (k,) not in PER_HEAD
+        out[k] = _merge(out[k], v, where + (k,)) if mergeable else v
     return out
 
 

@@ -4,6 +4,13 @@ A day's partitions are a pure function of (world seed, date): clicks and
 conversions of earlier impressions that land on a day are regenerated from
 those earlier days' seeds, so generating 2026-11-20 alone or as part of a
 week gives byte-identical rows. That is what makes backfills testable.
+
+With ``WorldConfig(carts=True)`` the funnel has three steps and a fourth log,
+``carts`` (add-to-cart events on clicked impressions): a clicked impression is
+carted with p_cart, a carted one converts with p_purchase, and every conversion
+follows its impression's first cart. Those draws come from their own streams
+where the two-step world has none, so impressions and clicks are the same with
+or without carts, and the default (off) writes byte-identical logs and truth.
 """
 from __future__ import annotations
 
@@ -26,6 +33,16 @@ US_PER_S = 1_000_000
 # horizon; the join's attribution window is a separate, shorter setting).
 MAX_CONVERSION_DELAY_DAYS = 7
 REPEAT_CLICK_RATE = 0.03
+# With carts: a cart follows its click within this horizon, and repeat adds to cart are this common.
+MAX_CART_DELAY_DAYS = 1
+REPEAT_CART_RATE = 0.05
+
+# The truth files' columns (one row per impression). Two-step world: p_ctr = P(click | impression),
+# p_cvr = P(conversion | click), p_ctcvr = P(conversion | impression) = p_ctr * p_cvr.
+# With carts, also: p_cart = P(cart | click), p_purchase = P(conversion | cart),
+# p_ctcart = P(cart | impression) = p_ctr * p_cart; there p_cvr = p_cart * p_purchase.
+TRUTH_COLUMNS = ("impression_id", "scene", "p_ctr", "p_cvr", "p_ctcvr")
+CART_TRUTH_COLUMNS = ("p_cart", "p_purchase", "p_ctcart")
 
 
 def day_start_us(date: dt.date) -> int:
@@ -38,7 +55,8 @@ class DayLogs:
     impressions: pd.DataFrame
     clicks: pd.DataFrame       # impression_id, timestamp (may fall on later days)
     conversions: pd.DataFrame  # impression_id, timestamp (may fall on later days)
-    truth: pd.DataFrame        # impression_id, scene, p_ctr, p_cvr, p_ctcvr
+    truth: pd.DataFrame        # TRUTH_COLUMNS (+ CART_TRUTH_COLUMNS with carts)
+    carts: Optional[pd.DataFrame] = None  # with carts: impression_id, timestamp (may fall on later days)
 
 
 def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
@@ -76,7 +94,15 @@ def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
     })
 
     clicked = rng.random(n) < p_ctr
-    converted = clicked & (rng.random(n) < p_cvr)
+    if world.config.carts:
+        # The cart draws use their own stream; the purchase draw takes the conversion draw's place in
+        # the day's stream, so impressions and clicks are those of the two-step world.
+        cart_rng = np.random.default_rng(np.random.SeedSequence([world.config.seed, 3, date.toordinal()]))
+        p_cart, p_purchase = world.true_cart_probabilities(scene, user, item)
+        carted = clicked & (cart_rng.random(n) < p_cart)
+        converted = carted & (rng.random(n) < p_purchase)
+    else:
+        converted = clicked & (rng.random(n) < p_cvr)
     click_idx = np.flatnonzero(clicked)
     click_ts = ts[click_idx] + (rng.exponential(20.0, click_idx.size) * US_PER_S).astype(np.int64) + US_PER_S
     repeat = rng.random(click_idx.size) < REPEAT_CLICK_RATE
@@ -88,14 +114,21 @@ def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
 
     first_click_ts = np.zeros(n, dtype=np.int64)
     first_click_ts[click_idx] = click_ts
+    carts = None
+    # Conversions are timed from the step before them: the first click, or with carts the first cart.
+    parent_ts, horizon_us = first_click_ts, np.full(n, MAX_CONVERSION_DELAY_DAYS * DAY_US - US_PER_S)
+    if world.config.carts:
+        carts, first_cart_ts = _carts(cart_rng, ids, carted, first_click_ts)
+        parent_ts = first_cart_ts
+        horizon_us = horizon_us - (first_cart_ts - first_click_ts)   # a conversion stays within 7 days of its click
     conv_idx = np.flatnonzero(converted)
     # Most purchases follow within hours; a long tail arrives days later.
     slow = rng.random(conv_idx.size) < 0.3
     delay_s = np.where(slow, rng.exponential(1.5 * 86_400, conv_idx.size), rng.exponential(2 * 3600, conv_idx.size))
-    delay_us = np.minimum((delay_s * US_PER_S).astype(np.int64), MAX_CONVERSION_DELAY_DAYS * DAY_US - US_PER_S)
+    delay_us = np.minimum((delay_s * US_PER_S).astype(np.int64), horizon_us[conv_idx])
     conversions = pd.DataFrame({
         "impression_id": ids[conv_idx],
-        "timestamp": first_click_ts[conv_idx] + delay_us + US_PER_S,
+        "timestamp": parent_ts[conv_idx] + delay_us + US_PER_S,
     })
     truth = pd.DataFrame({
         "impression_id": ids,
@@ -104,7 +137,32 @@ def generate_day(world: World, date: dt.date, n_impressions: int) -> DayLogs:
         "p_cvr": p_cvr,
         "p_ctcvr": p_ctr * p_cvr,
     })
-    return DayLogs(date, impressions, clicks, conversions, truth)
+    if world.config.carts:
+        truth["p_cvr"] = p_cart * p_purchase
+        truth["p_ctcvr"] = p_ctr * p_cart * p_purchase
+        truth["p_cart"] = p_cart
+        truth["p_purchase"] = p_purchase
+        truth["p_ctcart"] = p_ctr * p_cart
+    return DayLogs(date, impressions, clicks, conversions, truth, carts)
+
+
+def _carts(rng: np.random.Generator, ids: np.ndarray, carted: np.ndarray, first_click_ts: np.ndarray):
+    """Add-to-cart events of the carted impressions (and a few repeats): (carts, first cart time per impression).
+    Most carts follow the click within minutes; a tail comes back hours later, at most a day."""
+    cart_idx = np.flatnonzero(carted)
+    slow = rng.random(cart_idx.size) < 0.2
+    delay_s = np.where(slow, rng.exponential(6 * 3600, cart_idx.size), rng.exponential(5 * 60, cart_idx.size))
+    delay_us = np.minimum((delay_s * US_PER_S).astype(np.int64), MAX_CART_DELAY_DAYS * DAY_US - US_PER_S)
+    cart_ts = first_click_ts[cart_idx] + delay_us + US_PER_S
+    repeat = rng.random(cart_idx.size) < REPEAT_CART_RATE
+    repeat_ts = cart_ts[repeat] + (rng.exponential(120.0, repeat.sum()) * US_PER_S).astype(np.int64)
+    first_cart_ts = np.zeros(len(ids), dtype=np.int64)
+    first_cart_ts[cart_idx] = cart_ts
+    carts = pd.DataFrame({
+        "impression_id": np.concatenate([ids[cart_idx], ids[cart_idx[repeat]]]),
+        "timestamp": np.concatenate([cart_ts, repeat_ts]),
+    })
+    return carts, first_cart_ts
 
 
 _ARROW = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(),
@@ -141,13 +199,15 @@ def write_days(logs_root: str, truth_root: str, start: dt.date, n_days: int, imp
                progress: Optional[Callable[[str], None]] = print,
                raw_schema_path: str = RAW_EVENTS_PATH) -> Dict[str, int]:
     """Writes ``n_days`` days from ``start`` in the layout of the raw event schema at ``raw_schema_path``;
-    returns row counts per log."""
+    returns row counts per log. With ``world_config.carts`` there is a ``carts`` log too (and the
+    truth files have the cart columns, see CART_TRUTH_COLUMNS); without, no ``carts`` partition is written."""
     schema = load_raw_schema(raw_schema_path)
     world = World(world_config)
     first = (start - EPOCH).days
     last = first + n_days - 1
-    pending: Dict[str, List[pd.DataFrame]] = {"clicks": [], "conversions": []}
-    counts = {"impressions": 0, "clicks": 0, "conversions": 0}
+    event_logs = ("clicks", "carts", "conversions") if world_config.carts else ("clicks", "conversions")
+    pending: Dict[str, List[pd.DataFrame]] = {log: [] for log in event_logs}
+    counts = {"impressions": 0, **{log: 0 for log in event_logs}}
     for offset in range(-MAX_CONVERSION_DELAY_DAYS, n_days):
         date = start + dt.timedelta(days=offset)
         t0 = time.time()

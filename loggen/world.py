@@ -12,7 +12,11 @@ published claims (the papers the model docstrings cite) can be tested against th
   the MMoE paper turns on synthetic data;
 - ``covariate_shift`` (off by default) makes scenes differ in population too: who the users are,
   which items they see, and for one scene how its users act on the same features
-  (``loggen/shift.py``).
+  (``loggen/shift.py``);
+- ``carts`` (off by default) makes the funnel three steps: impression -> click -> add to cart ->
+  purchase. A clicked impression is carted with p_cart = P(cart | click) and a carted one converts
+  with p_purchase = P(conversion | cart); conversions happen only after a cart, so
+  P(conversion | click) = p_cart * p_purchase (``true_cart_probabilities``).
 """
 from __future__ import annotations
 
@@ -63,6 +67,13 @@ class WorldConfig:
     # With covariate_shift: the low-income segments' extra weight on standardised log price, in every
     # scene, so that a partner_app user behaves like the same user in main_search.
     low_income_price_weight: float = -0.8
+    # A three-step funnel (impression -> click -> cart -> conversion) with a `carts` log; off: the
+    # two-step world, whose logs and truth stay byte-identical for a seed.
+    carts: bool = False
+    # With carts: the cart and purchase logits' offsets from the scene's CVR bias (about 30 % of
+    # clicks are carted and 30 % of carts bought, so P(conversion | click) stays near today's CVR).
+    cart_offset: float = 1.6
+    purchase_offset: float = 1.3
 
     def __post_init__(self):
         if not -1.0 <= self.task_correlation <= 1.0:
@@ -123,6 +134,10 @@ class World:
         self.population: Optional[Population] = (
             Population(self, dict(c.shifts), np.random.default_rng(np.random.SeedSequence([c.seed, 2])))
             if c.covariate_shift else None)
+        # The cart step's own item effect, from its own stream: the default world's draws are unchanged.
+        if c.carts:
+            cart_rng = np.random.default_rng(np.random.SeedSequence([c.seed, 3]))
+            self.item_cart_quality = cart_rng.normal(0.0, 0.5, c.n_items)
 
     def true_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray,
                            position: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -151,6 +166,33 @@ class World:
         cvr_logit = (cvr_bias + rho * shared + math.sqrt(1.0 - rho * rho) * own
                      + cvr_price + 0.5 * w_brand * brand)
         return _sigmoid(ctr_logit), _sigmoid(cvr_logit)
+
+    def true_cart_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray
+                                ) -> Tuple[np.ndarray, np.ndarray]:
+        """With ``carts``: (p_cart = P(cart | click), p_purchase = P(conversion | cart)).
+
+        Carting follows the item (its own cart quality, price, brand, the CTR signal through rho);
+        buying a carted item follows the user (their CVR bias) and the item's CVR quality."""
+        if not self.config.carts:
+            raise ValueError("true_cart_probabilities needs WorldConfig(carts=True)")
+        cvr_bias = np.array([p.cvr_bias for p in self.scene_params])[scene]
+        w_price = np.array([p.price_weight for p in self.scene_params])[scene]
+        w_brand = np.array([p.brand_weight for p in self.scene_params])[scene]
+        price_z = self.item_price_z[item]
+        brand = self.brand_strength[self.item_brand[item]]
+        segment, category = self.user_segment[user], self.item_category[item]
+        affinity = (self.affinity[segment, category] if self.population is None
+                    else np.stack(self.population.affinity)[scene, segment, category])
+        if self.population is not None:
+            w_price = w_price + self.config.low_income_price_weight * (segment < self.population.n_low)
+        rho = self.config.task_correlation
+        shared = self.user_ctr_bias[user] + self.item_ctr_quality[item] + affinity
+        cart_logit = (cvr_bias + self.config.cart_offset + rho * shared
+                      + math.sqrt(1.0 - rho * rho) * self.item_cart_quality[item]
+                      + w_price * price_z + 0.5 * w_brand * brand)
+        purchase_logit = (cvr_bias + self.config.purchase_offset + self.user_cvr_bias[user]
+                          + self.item_cvr_quality[item] + 0.5 * w_price * price_z)
+        return _sigmoid(cart_logit), _sigmoid(purchase_logit)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

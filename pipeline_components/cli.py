@@ -42,7 +42,8 @@ def cmd_generate(args) -> int:
     from loggen.shift import describe_lines
     config = load_config(args.config, args.home)
     t0 = time.time()
-    world = WorldConfig(seed=args.seed, task_correlation=args.task_correlation, covariate_shift=args.covariate_shift)
+    world = WorldConfig(seed=args.seed, task_correlation=args.task_correlation, covariate_shift=args.covariate_shift,
+                        carts=args.carts)
     for line in describe_lines(World(world)):
         print(line)
     counts = write_days(config.logs_root, config.truth_root, args.start, args.days, args.impressions,
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--covariate-shift", action="store_true",
                    help="scenes differ in population: user mixtures, item pools and one scene's affinities "
                         "(loggen/shift.py); prints each scene's distance from the main scene")
+    g.add_argument("--carts", action="store_true",
+                   help="a three-step funnel: a `carts` log (add to cart after a click; every conversion follows "
+                        "a cart) and p_cart, p_purchase, p_ctcart in the truth files; join it with log_join.funnel")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="run the pipeline for one day with TFX's LocalDagRunner")

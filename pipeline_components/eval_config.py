@@ -6,10 +6,16 @@ with an ``eval_weight``, CVR: the weighted count, i.e. clicks); sliced overall
 and per scene. A head with an ``eval_weight`` is evaluated weighted by that
 feature, so unclicked impressions do not count, as the ESMM paper measures CVR.
 
+Heads are the task funnel's (``tasks:``, schemas/tasks.py): a conditional head is evaluated
+weighted by its ``eval_weight`` (the parent's label), an entire-space head over every impression.
+A regression head (e.g. dwell seconds) gets MSE, calibration and mean label instead of AUC and
+log-loss.
+
 Thresholds:
-- value floor per head (``evaluator.auc_floor``), overall slice;
-- no-regression change threshold per head (``evaluator.max_auc_drop``) against
-  the last blessed model, overall *and per scene*.
+- value floor per probability head (``evaluator.auc_floor``), overall slice;
+- no-regression change threshold per probability head (``evaluator.max_auc_drop``) against
+  the last blessed model, overall *and per scene*; per regression head, the relative MSE
+  increase (``evaluator.max_mse_increase``), overall and per scene.
 TFMA applies every threshold whatever a slice's size; the DeploymentGate
 (deployment_gate.py) then lets a scene whose example count is below
 ``evaluator.min_scene_examples`` report its change without gating. With no
@@ -29,33 +35,54 @@ from typing import Any, Dict
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
 
-from pipeline_components.tfma_metrics import GateMetrics
+from pipeline_components.tfma_metrics import MSE as MSE_KEY, GateMetrics
 from schemas import load_feature_spec
 
 
+# (evaluator key, the heads it applies to: probability or regression)
+PER_HEAD_KEYS = (("auc_floor", "binary"), ("max_auc_drop", "binary"), ("max_mse_increase", "regression"))
+
+
 def per_head(value: Any, heads: Dict[str, Any], what: str) -> Dict[str, float]:
-    """A scalar applies to every head; a mapping must name every head."""
+    """A scalar applies to every head; a mapping names every head, or gives a ``default`` for those it
+    does not name."""
     if isinstance(value, dict):
         missing = sorted(set(heads) - set(value))
-        if missing:
-            raise ValueError(f"evaluator.{what} has no value for heads {missing}; give one per head or a number")
-        return {h: float(value[h]) for h in heads}
+        if missing and "default" not in value:
+            raise ValueError(f"evaluator.{what} has no value for heads {missing}; give one per head, a default, "
+                             "or a number")
+        unknown = sorted(set(value) - set(heads) - {"default"})
+        if unknown:
+            raise ValueError(f"evaluator.{what} names {unknown}, which are not heads of the declared tasks; "
+                             f"heads: {sorted(heads)}")
+        return {h: float(value.get(h, value.get("default"))) for h in heads}
+    if value is None:
+        raise ValueError(f"evaluator.{what} is needed for heads {sorted(heads)}")
     return {h: float(value) for h in heads}
 
 
+def heads_of_type(heads: Dict[str, Any], kind: str) -> Dict[str, Any]:
+    return {h: a for h, a in heads.items() if a.get("type", "binary") == kind}
+
+
 def gate_thresholds(evaluator: Dict[str, Any], heads: Dict[str, Any]) -> Dict[str, Any]:
-    """The DeploymentGate's thresholds: the AUC floor and drop per head, and the calibration band."""
+    """The DeploymentGate's thresholds: the AUC floor and drop per probability head, the relative MSE
+    increase per regression head, and the calibration band."""
     from pipeline_components.components.gate_report import calibration_band
-    return dict({k: per_head(evaluator[k], heads, k) for k in ("auc_floor", "max_auc_drop")},
-                calibration_band=calibration_band(evaluator))
+    out: Dict[str, Any] = {}
+    for key, kind in PER_HEAD_KEYS:
+        applies = heads_of_type(heads, kind)
+        out[key] = per_head(evaluator.get(key), applies, key) if applies else {}
+    return dict(out, calibration_band=calibration_band(evaluator))
 
 
 def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any],
                       feature_spec_path: str) -> tfma.EvalConfig:
     scene = load_feature_spec(feature_spec_path).scene_feature
     weights = {h: a["eval_weight"] for h, a in heads.items() if a.get("eval_weight")}
-    floors = per_head(evaluator["auc_floor"], heads, "auc_floor")
-    drops = per_head(evaluator["max_auc_drop"], heads, "max_auc_drop")
+    thresholds = gate_thresholds(evaluator, heads)
+    floors, drops, increases = (thresholds[k] for k, _ in PER_HEAD_KEYS)
+    regression = sorted(heads_of_type(heads, "regression"))
     model_spec = tfma.ModelSpec(signature_name="serving_default",
                                 label_keys={h: a["label"] for h, a in heads.items()},
                                 example_weight_keys=weights)
@@ -63,20 +90,30 @@ def build_eval_config(heads: Dict[str, Dict[str, Any]], evaluator: Dict[str, Any
     by_scene = tfma.SlicingSpec(feature_keys=[scene])
     # One GateMetrics computation (created by the first head's spec) fills every head's metrics;
     # each head keeps its own spec so its thresholds attach to its own, weighted or not, auc key.
-    gate_metrics = json.dumps({"name": "auc", "heads": {h: h in weights for h in heads}})
+    gate_metrics = {"name": "auc", "heads": {h: h in weights for h in heads}}
+    if regression:
+        gate_metrics["regression"] = regression
     metrics_specs = []
     for name in heads:
-        floor = tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floors[name]})))
-        no_regression = tfma.PerSliceMetricThreshold(slicing_specs=[overall, by_scene], threshold=tfma.MetricThreshold(
-            change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                                         absolute={"value": -drops[name]})))
+        if name in regression:   # thresholds attach to the head's MSE: it may rise by at most max_mse_increase
+            thresholds_ = [tfma.PerSliceMetricThreshold(slicing_specs=[overall, by_scene], threshold=tfma.MetricThreshold(
+                change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                                                             relative={"value": increases[name]})))]
+            config = dict(gate_metrics, name=MSE_KEY)
+        else:
+            floor = tfma.PerSliceMetricThreshold(slicing_specs=[overall], threshold=tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floors[name]})))
+            no_regression = tfma.PerSliceMetricThreshold(slicing_specs=[overall, by_scene], threshold=tfma.MetricThreshold(
+                change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                             absolute={"value": -drops[name]})))
+            thresholds_ = [floor, no_regression]
+            config = gate_metrics
         weighted = name in weights
         metrics_specs.append(tfma.MetricsSpec(
             output_names=[name],
             example_weights=tfma.ExampleWeightOptions(weighted=weighted, unweighted=not weighted),
             metrics=[tfma.MetricConfig(class_name=GateMetrics.__name__, module=GateMetrics.__module__,
-                                       config=gate_metrics, per_slice_thresholds=[floor, no_regression])],
+                                       config=json.dumps(config), per_slice_thresholds=thresholds_)],
         ))
     return tfma.EvalConfig(
         model_specs=[model_spec],

@@ -19,6 +19,7 @@ from pipeline_components.components import beam_dependencies  # noqa: E402
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
 from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
+from pipeline_components.components.sample_import import SampleImportExampleGen  # noqa: E402
 from pipeline_components.components.resolvers import BLESSING_KEY as BASELINE_BLESSING_KEY  # noqa: E402
 from pipeline_components.components.resolvers import MODEL_KEY as BASELINE_MODEL_KEY  # noqa: E402
 from pipeline_components.components.resolvers import (EXAMPLES_KEY, VALIDATED_KEY,  # noqa: E402
@@ -28,7 +29,8 @@ from pipeline_components.components.serving_check import ServingCheck  # noqa: E
 from pipeline_components.components.span_pusher import SpanPusher  # noqa: E402
 from pipeline_components.eval_config import build_eval_config, gate_thresholds  # noqa: E402
 from pipeline_components.spans import run_date_in_config  # noqa: E402
-from schemas import load_feature_spec, scenes  # noqa: E402
+from schemas import load_feature_spec  # noqa: E402
+from schemas.samples import run_scenes  # noqa: E402
 
 beam_dependencies.install()
 
@@ -41,7 +43,40 @@ def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.R
         attribution_window_days=float(join["attribution_window_days"]),
         eval_percent=int(join["eval_percent"]),
         max_quarantine_fraction=float(join["max_quarantine_fraction"]),
+        evidence_root=config.evidence_root, funnel=join.get("funnel"))
+
+
+def sample_import_component(config: PipelineConfig,
+                            run_date: Union[str, data_types.RuntimeParameter]) -> SampleImportExampleGen:
+    samples = config.input["samples"]
+    spec = load_feature_spec(config.feature_spec_path)
+    scene = next(f for f in spec.features if f.name == spec.scene_feature)
+    return SampleImportExampleGen(
+        samples_root=samples["path"], run_date=run_date, format=samples["format"],
+        sample_schema_path=samples["schema"], tasks=config.funnel.as_config(),
+        scene_column=scene.source_column, default_scene=str(samples["default_scene"]),
+        id_column=samples.get("id_column"), eval_percent=int(config.log_join["eval_percent"]),
+        max_quarantine_fraction=float(config.log_join["max_quarantine_fraction"]),
         evidence_root=config.evidence_root)
+
+
+def example_gen_component(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]):
+    """The first stage, by ``input.kind``: the log join (raw logs) or the sample import (labelled rows).
+    Both write an ``Examples`` artifact for span = the run's date and a ``JoinReport``."""
+    if config.input["kind"] == "samples":
+        return sample_import_component(config, run_date)
+    return log_join_component(config, run_date)
+
+
+def pipeline_scenes(config: PipelineConfig) -> List[str]:
+    """The scenes the gate reports on: the raw event schema's, or in samples mode the sample schema's
+    (its one ``default_scene`` when it declares no scene column)."""
+    return run_scenes(config.input, config.raw_events_path)
+
+
+def span_delay_days(config: PipelineConfig) -> int:
+    """Days between the run's date and its span: log_join.label_delay_days; 0 for samples (already labelled)."""
+    return 0 if config.input["kind"] == "samples" else int(config.log_join["label_delay_days"])
 
 
 def statistics_gen_component(config: PipelineConfig, examples) -> Any:
@@ -56,8 +91,8 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
                       push: Union[int, data_types.RuntimeParameter] = 1) -> List[Any]:
     """All components in order, or those up to and including the component with id ``until``
     (benchmarks and tests that stop at Transform or the Trainer)."""
-    join = config.log_join
-    example_gen = log_join_component(config, run_date)
+    delay = span_delay_days(config)
+    example_gen = example_gen_component(config, run_date)
     statistics_gen = statistics_gen_component(config, example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.tfdv_schema_path)
     example_validator = tfx.components.ExampleValidator(
@@ -70,7 +105,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         strategy_class=SpanWindowStrategy,
         config={"run_date": run_date_in_config(run_date),
                 "num_spans": int(config.training_window["num_spans"]),
-                "label_delay_days": int(join["label_delay_days"])},
+                "label_delay_days": delay},
         **{EXAMPLES_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
                                          producer_component_id=example_gen.id, output_key="examples"),
            VALIDATED_KEY: tfx.dsl.Channel(type=gate.outputs["result"].type,
@@ -112,7 +147,7 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
     # The id is kept from the TFX strategy it replaced, so existing homes' metadata still match.
     baseline = tfx.dsl.Resolver(
         strategy_class=SpanBaselineStrategy,
-        config={"run_date": run_date_in_config(run_date), "label_delay_days": int(join["label_delay_days"])},
+        config={"run_date": run_date_in_config(run_date), "label_delay_days": delay},
         **{BASELINE_MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
            BASELINE_BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
                                                   producer_component_id="DeploymentGate", output_key=BLESSING_KEY)},
@@ -128,12 +163,12 @@ def create_components(config: PipelineConfig, run_date: Union[str, data_types.Ru
         model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
         split=str(check["split"]), sample_size=int(check["sample_size"]),
         latency_budget_ms=float(check["latency_budget_ms"]), repeats=int(check["repeats"]),
-        timeout_s=int(check["timeout_seconds"]))
+        timeout_s=int(check["timeout_seconds"]), heads=config.heads)
     deployment_gate = DeploymentGate(
         evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
         infra_blessing=serving_check.outputs["blessing"], baseline_model=baseline.outputs["model"],
         baseline_blessing=baseline.outputs[BASELINE_BLESSING_KEY],
-        heads=list(config.heads), scenes=scenes(config.raw_events_path),
+        heads=list(config.heads), scenes=pipeline_scenes(config),
         thresholds=gate_thresholds(config.evaluator, config.heads),
         scene_feature=load_feature_spec(config.feature_spec_path).scene_feature,
         min_scene_examples=float(config.evaluator["min_scene_examples"]))

@@ -21,7 +21,8 @@ stays finite on a saturated prediction. Calibration is sum(w * prediction) / sum
 
 Keys are TFMA's own (auc, binary_crossentropy, calibration, mean_label, weighted_example_count per
 model and head, weighted as the head is; example_count per model with no head), so thresholds,
-diffs against the baseline and ``tfma.load_eval_result`` see native-looking metrics.
+diffs against the baseline and ``tfma.load_eval_result`` see native-looking metrics. A regression
+head (``regression``: e.g. dwell seconds) has mean_squared_error instead of AUC and log-loss.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ AUC = "auc"
 LOG_LOSS = "binary_crossentropy"
 CALIBRATION = "calibration"
 MEAN_LABEL = "mean_label"
+MSE = "mean_squared_error"
 WEIGHTED_COUNT = "weighted_example_count"
 EXAMPLE_COUNT = "example_count"
 EPSILON = 1e-7
@@ -48,15 +50,25 @@ class GateMetrics(metric_types.Metric):
     ModelSpec). The computation is created once, by the MetricsSpec of the first head; the other
     heads' specs hold the same metric only so their thresholds attach to their ``auc`` key."""
 
-    def __init__(self, name: str = AUC, heads: Optional[Dict[str, bool]] = None, example_count: bool = True):
-        super().__init__(_computations, name=name, heads=dict(heads or {}), example_count=example_count)
+    def __init__(self, name: str = AUC, heads: Optional[Dict[str, bool]] = None, example_count: bool = True,
+                 regression: Optional[List[str]] = None):
+        super().__init__(_computations, name=name, heads=dict(heads or {}), example_count=example_count,
+                         regression=list(regression or []))
 
     @property
     def compute_confidence_interval(self) -> bool:
         return False
 
 
-def _computations(name: str, heads: Dict[str, bool], example_count: bool,
+def metric_names(name: str, weighted: bool, regression: bool) -> tuple:
+    """The metrics one head gets: ranking and log-loss for a probability, squared error for a value.
+    ``name`` (the instance's: ``auc``, or ``mean_squared_error`` in a regression head's spec) only says
+    which key that spec's thresholds attach to; the keys are the same whichever spec creates them."""
+    first = (MSE,) if regression else (AUC, LOG_LOSS)
+    return first + (CALIBRATION, MEAN_LABEL) + ((WEIGHTED_COUNT,) if weighted else ())
+
+
+def _computations(name: str, heads: Dict[str, bool], example_count: bool, regression: List[str] = (),
                   model_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
                   example_weighted: bool = False) -> metric_types.MetricComputations:
     if not heads:
@@ -69,20 +81,20 @@ def _computations(name: str, heads: Dict[str, bool], example_count: bool,
                          f"config but its MetricsSpec says example_weighted={example_weighted}")
     models = list(model_names or [""])
     keys = [metric_types.MetricKey(n, model_name=m, output_name=h, example_weighted=w)
-            for m in models for h, w in heads.items()
-            for n in (name, LOG_LOSS, CALIBRATION, MEAN_LABEL) + ((WEIGHTED_COUNT,) if w else ())]
+            for m in models for h, w in heads.items() for n in metric_names(name, w, h in regression)]
     if example_count:
         keys += [metric_types.MetricKey(EXAMPLE_COUNT, model_name=m, example_weighted=False) for m in models]
     return [metric_types.MetricComputation(
-        keys=keys, preprocessors=None, combiner=_GateCombiner(name, models, heads, example_count))]
+        keys=keys, preprocessors=None, combiner=_GateCombiner(name, models, heads, example_count, regression))]
 
 
 class _Stats:
     """Sums and the AUC histogram of one (model, head) in one slice."""
-    __slots__ = ("w", "wy", "wp", "wloss", "keys", "pos", "neg", "parts", "shift")
+    __slots__ = ("w", "wy", "wp", "wloss", "wsq", "keys", "pos", "neg", "parts", "shift", "regression")
 
-    def __init__(self):
-        self.w = self.wy = self.wp = self.wloss = 0.0
+    def __init__(self, regression: bool = False):
+        self.regression = regression
+        self.w = self.wy = self.wp = self.wloss = self.wsq = 0.0
         # the histogram: sorted distinct keys (stored unshifted, low `shift` bits zero) and the
         # positive and negative label weight at each; parts: (keys, pos, neg) not yet merged into it
         self.keys = np.zeros(0, np.int64)
@@ -92,10 +104,13 @@ class _Stats:
 
     def add(self, y: np.ndarray, p: np.ndarray, w: np.ndarray) -> None:
         p64 = p.astype(np.float64)
-        q = np.clip(p64, EPSILON, 1 - EPSILON)
         self.w += w.sum()
         self.wy += w @ y
         self.wp += w @ p64
+        if self.regression:   # a value, not a probability: no histogram, no log-loss
+            self.wsq += w @ np.square(y - p64)
+            return
+        q = np.clip(p64, EPSILON, 1 - EPSILON)
         self.wloss -= w @ (y * np.log(q) + (1 - y) * np.log1p(-q))
         keys = (np.clip(p, 0, 1) + np.float32(0)).view(np.int32).astype(np.int64)  # +0 turns -0.0 into 0.0
         self.parts.append((keys, w * y, w * (1 - y)))
@@ -107,6 +122,7 @@ class _Stats:
         self.wy += other.wy
         self.wp += other.wp
         self.wloss += other.wloss
+        self.wsq += other.wsq
         self.shift = max(self.shift, other.shift)
         self.parts += [(other.keys, other.pos, other.neg)] + other.parts
 
@@ -141,15 +157,17 @@ class _Accumulator:
     model's predictions); stats: the reduced part, per (model, head)."""
     __slots__ = ("count", "rows", "stats")
 
-    def __init__(self, models: List[str], heads: Dict[str, bool]):
+    def __init__(self, models: List[str], heads: Dict[str, bool], regression: Iterable[str] = ()):
         self.count = 0
         self.rows: List[list] = []
-        self.stats = {(m, h): _Stats() for m in models for h in heads}
+        self.stats = {(m, h): _Stats(h in regression) for m in models for h in heads}
 
 
 class _GateCombiner(beam.CombineFn):
 
-    def __init__(self, name: str, models: List[str], heads: Dict[str, bool], example_count: bool):
+    def __init__(self, name: str, models: List[str], heads: Dict[str, bool], example_count: bool,
+                 regression: Iterable[str] = ()):
+        self._regression = list(regression)
         self._name = name
         self._models = models
         self._heads = heads
@@ -157,7 +175,7 @@ class _GateCombiner(beam.CombineFn):
         self._example_count = example_count
 
     def create_accumulator(self) -> _Accumulator:
-        return _Accumulator(self._models, self._heads)
+        return _Accumulator(self._models, self._heads, self._regression)
 
     def add_input(self, acc: _Accumulator, element: metric_types.StandardMetricInputs) -> _Accumulator:
         # the extracts dict itself: the labels/predictions properties cost 60 % of this call
@@ -222,8 +240,11 @@ class _GateCombiner(beam.CombineFn):
             w = self._heads[h]
             key = lambda n: metric_types.MetricKey(n, model_name=m, output_name=h, example_weighted=w)  # noqa: E731
             with np.errstate(divide="ignore", invalid="ignore"):
-                out[key(self._name)] = s.auc()
-                out[key(LOG_LOSS)] = np.float64(s.wloss) / s.w
+                if s.regression:
+                    out[key(MSE)] = np.float64(s.wsq) / s.w
+                else:
+                    out[key(AUC)] = s.auc()
+                    out[key(LOG_LOSS)] = np.float64(s.wloss) / s.w
                 out[key(CALIBRATION)] = np.float64(s.wp) / s.wy
                 out[key(MEAN_LABEL)] = np.float64(s.wy) / s.w
             if w:

@@ -90,9 +90,24 @@ def _load_yaml(path: str) -> Dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def _with_base(path: str, raw: Dict[str, Any]) -> Dict[str, Any]:
+    """``extends: <spec>`` (relative to this file): the base spec's features, labels and passthrough
+    columns, with this file's added (or replacing those of the same name). Why: a variant (a funnel
+    with one more label) states only what differs, so a feature added to the base reaches it."""
+    base = raw.pop("extends", None)
+    if not base:
+        return raw
+    parent = _with_base(base, _load_yaml(os.path.join(os.path.dirname(path), base)))
+    merged = dict(parent)
+    for key in ("features", "labels"):
+        merged[key] = dict(parent.get(key) or {}, **(raw.get(key) or {}))
+    merged["passthrough"] = list(dict.fromkeys(list(parent.get("passthrough") or []) + list(raw.get("passthrough") or [])))
+    return merged
+
+
 @functools.lru_cache(maxsize=8)
 def load_feature_spec(path: str = FEATURE_SPEC_PATH) -> FeatureSpec:
-    raw = _load_yaml(path)
+    raw = _with_base(path, _load_yaml(path))
     features = []
     for name, attrs in (raw.get("features") or {}).items():
         attrs = dict(attrs or {})

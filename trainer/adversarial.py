@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.balancing import MultiTaskModel, weighted_bce
+from trainer.balancing import MultiTaskModel
 from trainer.layers import DNN, DomainTower
 
 SCENE_LOSSES = ("per_scene_mean", "pooled")
@@ -118,7 +118,7 @@ class DomainAdversarialModel(MultiTaskModel):
         if self.scene_loss == "pooled":
             return super()._task_losses(y, out, sample_weight)
         onehot = out["domain"]
-        return [per_scene_mean(weighted_bce(y[h], out[h], sample_weight), onehot) for h in self.heads]
+        return [per_scene_mean(self._per_example_loss(h, y, out, sample_weight), onehot) for h in self.heads]
 
     def _extra_loss(self, out) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         shared, specific, onehot = self._representations(out)

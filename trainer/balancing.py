@@ -42,6 +42,27 @@ def weighted_bce(y, p, sample_weight=None) -> tf.Tensor:
     return per_example
 
 
+def mse(y, v, sample_weight=None) -> tf.Tensor:
+    """Per-example squared error (batch,), times the sample weight if any: a regression head's loss."""
+    per_example = tf.square(tf.reshape(tf.cast(y, tf.float32), [-1]) - tf.reshape(v, [-1]))
+    if sample_weight is not None:
+        per_example = per_example * tf.reshape(tf.cast(sample_weight, per_example.dtype), [-1])
+    return per_example
+
+
+def given_key(head: str) -> str:
+    """The label key under which a conditional head's parent label travels with the batch."""
+    return f"{head}/given"
+
+
+def loss_labels(heads: Dict[str, Dict], loss_heads) -> Dict[str, str]:
+    """{label key: example column} a dataset must yield to train ``loss_heads``: each head's label
+    and, for a conditional head, its parent's label (the rows it is trained on)."""
+    out = {h: heads[h]["label"] for h in loss_heads}
+    out.update({given_key(h): heads[h]["given"] for h in loss_heads if heads[h].get("given")})
+    return out
+
+
 def _replica_mean(logs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Logs divided by the number of replicas: Keras sums step logs over replicas (``reduce_per_replica``,
     "auto"), so what it reports is the replicas' mean (metric results, already global, stay as they are)."""
@@ -52,7 +73,12 @@ def _replica_mean(logs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 class MultiTaskModel(keras.Model):
 
     def __init__(self, model: keras.Model, loss_weights: Dict[str, float], method: str = "fixed",
-                 gradnorm_alpha: float = 1.5, weight_learning_rate: float = 0.025, **kwargs):
+                 gradnorm_alpha: float = 1.5, weight_learning_rate: float = 0.025,
+                 heads: Optional[Dict[str, Dict]] = None, **kwargs):
+        """``heads``: the funnel's head config (``schemas/tasks.py``); a regression head's loss is
+        the squared error, and a conditional head's (one with ``given``) counts only the rows where
+        its parent happened, averaged over the whole batch: the chain's log-likelihood factor.
+        None: every head is binary and trained on every row."""
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ValueError(f"loss_balancing.method must be one of {METHODS}, got {method!r}")
@@ -62,6 +88,9 @@ class MultiTaskModel(keras.Model):
                              f"({sorted(model.output_names)})")
         self.model = model
         self.heads: List[str] = list(loss_weights)
+        config = heads or {}
+        self.regression = {h for h in self.heads if config.get(h, {}).get("type") == "regression"}
+        self.conditional = {h for h in self.heads if config.get(h, {}).get("given")}
         self.method = method
         self.gradnorm_alpha = float(gradnorm_alpha)
         self.weight_learning_rate = float(weight_learning_rate)
@@ -81,9 +110,18 @@ class MultiTaskModel(keras.Model):
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
 
+    def _per_example_loss(self, head: str, y, out, sample_weight=None) -> tf.Tensor:
+        """(batch,): cross-entropy (squared error for a regression head), times the sample weight and,
+        for a conditional head, its parent's label."""
+        if head in self.conditional:
+            given = tf.cast(y[given_key(head)], tf.float32)
+            sample_weight = given if sample_weight is None else given * tf.cast(sample_weight, tf.float32)
+        loss = mse if head in self.regression else weighted_bce
+        return loss(y[head], out[head], sample_weight)
+
     def _task_losses(self, y, out, sample_weight=None) -> List[tf.Tensor]:
-        """Per head, the replica's mean cross-entropy (sample weights scale, as in Keras' SUM_OVER_BATCH_SIZE)."""
-        return [tf.reduce_mean(weighted_bce(y[h], out[h], sample_weight)) for h in self.heads]
+        """Per head, the replica's mean loss (sample weights scale, as in Keras' SUM_OVER_BATCH_SIZE)."""
+        return [tf.reduce_mean(self._per_example_loss(h, y, out, sample_weight)) for h in self.heads]
 
     def _combine(self, losses: tf.Tensor) -> tf.Tensor:
         if self.method == "uncertainty":
@@ -94,7 +132,11 @@ class MultiTaskModel(keras.Model):
         return tf.exp(-self.log_vars) if self.method == "uncertainty" else tf.identity(self.task_weights)
 
     def _logs(self, total, losses, y, out) -> Dict[str, tf.Tensor]:
-        self.compiled_metrics.update_state({h: y[h] for h in self.heads}, {h: out[h] for h in self.heads})
+        # A conditional head's metrics count the rows where its parent happened, as its loss does.
+        metric_weights = {h: tf.reshape(tf.cast(y[given_key(h)], tf.float32), [-1, 1]) if h in self.conditional
+                          else tf.ones_like(tf.reshape(tf.cast(y[h], tf.float32), [-1, 1])) for h in self.heads}
+        self.compiled_metrics.update_state({h: y[h] for h in self.heads}, {h: out[h] for h in self.heads},
+                                           metric_weights if self.conditional else None)
         logs = {m.name: m.result() for m in self.metrics}
         logs["loss"] = total
         weights = self.effective_weights()

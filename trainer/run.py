@@ -2,7 +2,7 @@
 
 The exported SavedModel's ``serving_default`` takes raw serialized tf.Examples
 (what logs and serving requests contain), applies the Transform graph and
-returns every head in one call: {ctr, cvr, ctcvr}.
+returns every head of the task funnel in one call (default {ctr, cvr, ctcvr}; schemas/tasks.py).
 """
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from schemas import FEATURE_SPEC_PATH  # noqa: E402
+from schemas.tasks import check_head_names, funnel_of  # noqa: E402
 from trainer import distribution, instance_selection, optimizers  # noqa: E402
 from trainer.input_fn import CACHES, TrainingInputs, training_inputs  # noqa: E402
 from trainer.layers import penalty  # noqa: E402
+from trainer.balancing import loss_labels  # noqa: E402
 from trainer.models import build_model, needs_id_counts  # noqa: E402
+from trainer.models.bayes_chain import check_factor_weights  # noqa: E402
 from trainer.models.transfer import attention_summary  # noqa: E402
 from trainer.training_model import training_model  # noqa: E402
 
@@ -114,7 +117,8 @@ def _selection_model(config: Dict[str, Any], inputs: TrainingInputs, params: Dic
     """The transfer model M that instance selection's delayed reward is measured on: the configured
     model, without the id-frequency penalty (its counts are of the augmented window, not known yet)."""
     plain = {k: v for k, v in params.items() if k not in ("l2_embedding", "l2_embedding_scope")}
-    model = training_model(build_model(config["model"], inputs.features, plain), inputs.features, config)
+    model = training_model(build_model(config["model"], inputs.features, plain, tasks=config.get("tasks")),
+                           inputs.features, config)
     model.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]))
     return model
 
@@ -124,12 +128,14 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
     tf.keras.utils.set_random_seed(int(config["seed"]))
     strategy, dist = distribution.choose(config)
     inputs = training_inputs(config.get("feature_spec_path") or FEATURE_SPEC_PATH, transform_output)
-    heads: Dict[str, Dict[str, Any]] = config["heads"]
+    funnel = funnel_of(config.get("tasks"))
+    heads: Dict[str, Dict[str, Any]] = config.get("heads") or funnel.head_config()
+    config = dict(config, heads=heads)
     loss_weights: Dict[str, float] = config["loss_weights"]
-    unknown = set(loss_weights) - set(heads)
-    if unknown:
-        raise ValueError(f"loss_weights name heads {sorted(unknown)} that are not in heads {sorted(heads)}")
-    head_labels = {h: heads[h]["label"] for h in loss_weights}
+    check_head_names("trainer.loss_weights", loss_weights, funnel)
+    if config["model"] == "bayes_chain":
+        check_factor_weights(funnel, loss_weights)
+    head_labels = loss_labels(heads, loss_weights)
     batch = int(config["batch_size"])
     logging.info("trainer: %d train file patterns (one per span in the window): %s", len(train_files), train_files)
     stopping = early_stopping_settings(config)
@@ -165,10 +171,12 @@ def train(train_files: List[str], eval_files: List[str], transform_output: str, 
         logging.info("trainer: counted the ids of %d features over %d training rows for the batch embedding penalty",
                      len(sparse), int(next(iter(id_counts.values())).sum()) if id_counts else 0)
     with strategy.scope():
-        model = build_model(config["model"], inputs.features, params, id_counts)
+        model = build_model(config["model"], inputs.features, params, id_counts, tasks=funnel)
         trainable = training_model(model, inputs.features, config)
         trainable.compile(optimizer=optimizers.make(config.get("optimizer", "lazy_adam"), config["learning_rate"]),
-                          metrics={h: [keras.metrics.AUC(name=f"{h}_auc")] for h in loss_weights})
+                          metrics={h: [keras.metrics.MeanSquaredError(name=f"{h}_mse")
+                                       if heads[h]["type"] == "regression" else keras.metrics.AUC(name=f"{h}_auc")]
+                                   for h in loss_weights})
     t0 = time.time()
     callbacks: List[keras.callbacks.Callback] = [_Progress()]
     if holdout:

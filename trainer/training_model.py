@@ -36,6 +36,7 @@ def training_model(model: keras.Model, features: List[InputFeature], config: Map
         raise ValueError(f"trainer.loss_balancing has unknown keys {unknown}; known: {list(BALANCING_KEYS)}")
     common: Dict[str, Any] = {k: (v if k == "method" else float(v)) for k, v in balancing.items()}
     loss_weights: Dict[str, float] = config["loss_weights"]
+    common["heads"] = config.get("heads")
     if not is_transfer_model(model):
         return MultiTaskModel(model, loss_weights, **common)
     settings = dict(config.get("multi_domain") or {})

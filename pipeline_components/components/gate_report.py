@@ -47,6 +47,9 @@ def describe(f: Failure, candidate: Metrics, baseline: Metrics, thresholds: Dict
     cand = candidate.get((f.slice, f.head), {}).get(f.metric)
     if f.is_change:
         base = baseline.get((f.slice, f.head), {}).get(f.metric)
+        if cand is not None and base is not None and f.metric == "mean_squared_error":
+            return (f"{f.head} MSE {where} rose {cand / base - 1:.1%} ({base:.4g} -> {cand:.4g}), "
+                    f"more than max_mse_increase {thresholds['max_mse_increase'][f.head]:g}")
         if cand is not None and base is not None:
             return (f"{f.head} {f.metric.upper()} {where} fell {base - cand:.4f} ({base:.4f} -> {cand:.4f}), "
                     f"more than max_auc_drop {thresholds['max_auc_drop'][f.head]:g}")
@@ -172,17 +175,18 @@ def rows(candidate: Metrics, baseline: Metrics, heads: List[str], scenes: List[s
             c, b = candidate.get((s, h), {}), baseline.get((s, h), {})
             n = count_for(candidate, s, h)
             delta = (c["auc"] - b["auc"]) if "auc" in c and "auc" in b else None
+            loss = "mean_squared_error" if "mean_squared_error" in c else "binary_crossentropy"
             gates = "yes" if s == OVERALL or (n is not None and n >= min_scene_examples) else "reported only"
             flag = check_calibration(candidate, s, h, thresholds or {}).flag
             out.append([s, h, "-" if n is None else f"{n:,.0f}", fmt(c.get("auc")), fmt(b.get("auc")),
                         "-" if delta is None else f"{delta:+.4f}",
-                        fmt(c.get("binary_crossentropy")), fmt(b.get("binary_crossentropy")),
+                        fmt(c.get(loss)), fmt(b.get(loss)),
                         fmt(c.get("calibration"), 3) + (f" ({flag})" if flag else ""), fmt(b.get("calibration"), 3),
                         gates])
     return out
 
 
-HEADER = ["slice", "head", "examples", "AUC", "baseline AUC", "change", "log-loss", "baseline log-loss",
+HEADER = ["slice", "head", "examples", "AUC", "baseline AUC", "change", "log-loss (MSE)", "baseline log-loss (MSE)",
           "calibration", "baseline calibration", "gates"]
 
 
@@ -201,7 +205,8 @@ def markdown(title: str, decision: Decision, table: List[List[str]], context: Li
     lines += ["| " + " | ".join(r) + " |" for r in table]
     lines += ["", "Calibration = sum of predictions / sum of labels (1.0 is calibrated); a value outside "
               "evaluator.calibration_band says by how much the model over- or under-predicts. "
-              "CVR is weighted by click: its examples are clicked impressions."]
+              "A conditional head (CVR) is weighted by its parent's label (click): its examples are the "
+              "impressions where the parent happened. A regression head has MSE in the log-loss column."]
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +216,8 @@ def chart(candidate: Metrics, baseline: Metrics, heads: List[str], scenes: List[
     import matplotlib.pyplot as plt
     import numpy as np
     slices = [OVERALL] + scenes
+    heads = [h for h in heads if any("auc" in m.get((s, h), {}) for m in (candidate, baseline) for s in slices)] \
+        or heads[:1]
     fig, axes = plt.subplots(1, len(heads), figsize=(4.5 * len(heads), 4), squeeze=False)
     x = np.arange(len(slices))
     for ax, h in zip(axes[0], heads):

@@ -3,8 +3,9 @@
 Why batches: with one Python dict per row through CoGroupByKey, the join ran at
 8,000 input rows/s on a core, almost all of it per-row Python in Beam. Here each
 chunk's rows are split by ``bucket = hash(impression_id) % B`` into Arrow IPC
-blobs (``partition``); one GroupByKey brings a bucket's blobs from the three logs
-together; the bucket is joined with pyarrow kernels (``join_logic.join_tables``)
+blobs (``partition``); one GroupByKey brings a bucket's blobs from the impressions
+and every funnel log together; the bucket is joined with pyarrow kernels
+(``join_logic.join_funnel_tables``)
 and comes out in hash order, ready to write. The shuffle carries about B x chunks
 elements instead of one per row, and it is the only one: the label-independent
 write order needs no second GroupByKey. Elements are bytes (IPC), so the same
@@ -15,7 +16,7 @@ streams and compare it with a pure-Python reference join.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from pipeline_components.components import join_logic
 
+# The logs of the default funnel (join_logic.default_funnel); a configured funnel has its own (Funnel.logs).
 LOGS = ("impressions", "clicks", "conversions")
 # The join reads only these columns of the event logs; their other fields stay out of the shuffle.
 EVENT_COLUMNS = ("impression_id", "timestamp")
@@ -61,27 +63,28 @@ def _concat(blobs) -> Optional[pa.Table]:
 
 
 class _JoinBucket(beam.DoFn):
-    def __init__(self, window_us: int, eval_percent: int):
-        self._window_us = window_us
+    def __init__(self, funnel: join_logic.Funnel, eval_percent: int):
+        self._funnel = funnel
         self._eval_percent = eval_percent
 
     def process(self, element):
         _, parts = element
-        blobs = {log: [] for log in LOGS}
+        blobs = {log: [] for log in self._funnel.logs}
         for log, blob in parts:
             blobs[log].append(blob)
         impressions = _concat(blobs["impressions"])
         if impressions is None:
             impressions = join_logic.empty_events()
-        joined, counts = join_logic.join_tables(impressions, _concat(blobs["clicks"]),
-                                                _concat(blobs["conversions"]), self._window_us)
+        joined, counts = join_logic.join_funnel_tables(
+            impressions, {s.log: _concat(blobs[s.log]) for s in self._funnel.steps}, self._funnel)
         if joined.num_rows:
             for split, table in join_logic.in_write_order(joined, self._eval_percent).items():
                 counts[f"examples.{split}"] += table.num_rows
                 if table.num_rows:
                     yield split, table
-            counts["examples.clicks"] += int(np.sum(joined.column("click").to_numpy()))
-            counts["examples.conversions"] += int(np.sum(joined.column("conversion").to_numpy()))
+            # Labelled examples per step, named by its log (default: examples.clicks, examples.conversions).
+            for step in self._funnel.steps:
+                counts[f"examples.{step.log}"] += int(np.sum(joined.column(step.label).to_numpy()))
             for d in joined.column("scene").value_counts().to_pylist():
                 counts[f"examples.scene={d['values']}"] += d["counts"]
         for name, n in counts.items():
@@ -91,15 +94,16 @@ class _JoinBucket(beam.DoFn):
 
 class JoinLogs(beam.PTransform):
     """PCollection[(bucket, (log, IPC blob))] -> ((split, labelled Arrow table in write order) per
-    bucket, (count name, n) pairs)."""
+    bucket, (count name, n) pairs). ``funnel``: the label logs (join_logic.Funnel), or an attribution
+    window in microseconds for the default funnel (clicks, then conversions within it)."""
 
-    def __init__(self, window_us: int, eval_percent: int):
+    def __init__(self, funnel: Union[join_logic.Funnel, int], eval_percent: int):
         super().__init__()
-        self._window_us = window_us
+        self._funnel = funnel if isinstance(funnel, join_logic.Funnel) else join_logic.default_funnel(int(funnel))
         self._eval_percent = eval_percent
 
     def expand(self, parts: beam.PCollection):
         result = (parts | "GroupByBucket" >> beam.GroupByKey()
-                  | "Join" >> beam.ParDo(_JoinBucket(self._window_us, self._eval_percent)).with_outputs(
+                  | "Join" >> beam.ParDo(_JoinBucket(self._funnel, self._eval_percent)).with_outputs(
                       "counts", main="rows"))
         return result.rows, result.counts

@@ -1,29 +1,155 @@
-"""Join semantics, free of Beam so they can be tested directly: ``join_impression`` states the
-rules for one impression id (the specification); ``join_tables`` applies them to every id of a
-hash bucket at once on Arrow columns (what the pipeline runs; a property test holds them equal).
+"""Join semantics, free of Beam so they can be tested directly: ``join_impression_funnel`` states
+the rules for one impression id (the specification); ``join_funnel_tables`` applies them to every id
+of a hash bucket at once on Arrow columns (what the pipeline runs; a property test holds them equal).
+
+The label logs form a funnel (``Funnel``, parsed from ``log_join.funnel`` by ``parse_funnel``): an
+ordered list of steps, each a log with its label column, its parent (the impression or an earlier
+step) and its own attribution window. The default is clicks (label ``click``, after the impression,
+no window) then conversions (label ``conversion``, after the click, within
+``attribution_window_days``); ``join_impression`` and ``join_tables`` are that two-step join.
 
 Every input row lands in exactly one bucket:
 
 - impressions: ``joined`` (the kept row) or ``duplicate`` (same id seen again);
-- clicks: ``joined`` (the first click: click = 1), ``duplicate`` (more clicks on
-  the same impression), ``orphan`` (no impression in this run);
-- conversions: ``joined`` (first conversion inside the attribution window after
-  the first click: conversion = 1), ``duplicate`` (more in-window conversions),
-  ``out_of_window`` (before the click or later than the window), ``orphan``
-  (no impression, or an impression that was never clicked).
+- each step's log: ``joined`` (the first event within the step's window after its parent's first
+  event: label = 1), ``duplicate`` (more in-window events on the same impression),
+  ``out_of_window`` (before the parent's first event, or later than the window; a step without a
+  window has none), ``orphan`` (no impression in this run, or the parent step never happened:
+  its label is 0). Labels are therefore nested: a step's label = 1 implies its parent's.
+
+With the default funnel: a click is ``joined``, ``duplicate`` or ``orphan``; a conversion is
+``joined`` within the attribution window after the first click, ``out_of_window`` before the click
+or later, ``orphan`` without an impression or on an impression that was never clicked.
 
 Rows rejected before the join are counted as ``quarantined`` by the reader.
 """
 from __future__ import annotations
 
 import collections
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+import dataclasses
+import math
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import DAY_US
+
 Counts = Dict[str, int]
+IMPRESSIONS = "impressions"
+
+
+@dataclasses.dataclass(frozen=True)
+class FunnelStep:
+    """One label log: rows of ``log`` label ``label`` (an example column) after the step whose label is
+    ``after`` (None: after the impression), counted within ``window_us`` of that step's first event
+    (None: no window, every event of the days read counts)."""
+    log: str
+    label: str
+    after: Optional[str] = None
+    window_us: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Funnel:
+    """The label logs in funnel order (every step's parent comes before it)."""
+    steps: Tuple[FunnelStep, ...]
+
+    @property
+    def logs(self) -> Tuple[str, ...]:
+        """Every log the join reads: the impressions, then the steps' logs in funnel order."""
+        return (IMPRESSIONS,) + tuple(s.log for s in self.steps)
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(s.label for s in self.steps)
+
+    def chain_window_us(self, label: str) -> int:
+        """The longest time after the impression's own events (the sum of the windows along the chain
+        from the impression to ``label``; a step without a window counts 0) at which an event of that
+        step can still label it."""
+        by_label = {s.label: s for s in self.steps}
+        total, step = 0, by_label[label]
+        while step is not None:
+            total += step.window_us or 0
+            step = by_label.get(step.after) if step.after is not None else None
+        return total
+
+    @property
+    def longest_chain_window_us(self) -> int:
+        return max((self.chain_window_us(s.label) for s in self.steps), default=0)
+
+
+def default_funnel(attribution_window_us: int) -> Funnel:
+    """Today's join: clicks after the impression (no window), conversions within the window after the first click."""
+    return Funnel((FunnelStep("clicks", "click"),
+                   FunnelStep("conversions", "conversion", after="click", window_us=int(attribution_window_us))))
+
+
+STEP_KEYS = ("log", "label", "after", "attribution_window_days")
+
+
+def parse_funnel(spec: Optional[Sequence[Mapping[str, Any]]], attribution_window_days: float,
+                 known_logs: Optional[Iterable[str]] = None,
+                 reserved_columns: Iterable[str] = ()) -> Funnel:
+    """``log_join.funnel`` (a list of ``{log, label, after, attribution_window_days}``) as a Funnel.
+
+    ``after`` names the label of an earlier step (omitted: the impression). A step's window:
+    its own ``attribution_window_days``, else ``log_join.attribution_window_days`` for a step after
+    another step, else none (a step right after the impression, as clicks are by default).
+    ``spec`` None: the default funnel (clicks, then conversions). ``known_logs``: the logs of the
+    raw event schema (a step's log must be one of them); ``reserved_columns``: the impressions'
+    columns (a label must not overwrite one). Raises ValueError naming the offending step.
+    """
+    default_us = _window_us(attribution_window_days, "log_join.attribution_window_days")
+    if spec is None:
+        return default_funnel(default_us)
+    if not isinstance(spec, (list, tuple)) or not spec:
+        raise ValueError(f"log_join.funnel must be a non-empty list of steps ({{log, label, after, "
+                         f"attribution_window_days}}), got {spec!r}")
+    known = set(known_logs) if known_logs is not None else None
+    reserved = set(reserved_columns)
+    steps: List[FunnelStep] = []
+    for i, raw in enumerate(spec):
+        where = f"log_join.funnel[{i}]"
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: a step is a mapping {{log, label, after, attribution_window_days}}, got {raw!r}")
+        unknown = sorted(set(raw) - set(STEP_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown} (a step has {', '.join(STEP_KEYS)})")
+        log, label, after = raw.get("log"), raw.get("label"), raw.get("after")
+        if not isinstance(log, str) or not log:
+            raise ValueError(f"{where}: `log` must name a log, got {log!r}")
+        where = f"{where} (log {log!r})"
+        if log == IMPRESSIONS:
+            raise ValueError(f"{where}: the impressions are the funnel's root, not a step")
+        if known is not None and log not in known:
+            raise ValueError(f"{where}: unknown log {log!r}; the raw event schema defines "
+                             f"{sorted(known - {IMPRESSIONS})}")
+        if any(s.log == log for s in steps):
+            raise ValueError(f"{where}: log {log!r} appears twice in the funnel")
+        if not isinstance(label, str) or not label.isidentifier():
+            raise ValueError(f"{where}: `label` must be a column name, got {label!r}")
+        if any(s.label == label for s in steps):
+            raise ValueError(f"{where}: duplicate label {label!r}")
+        if label in reserved:
+            raise ValueError(f"{where}: label {label!r} is a column of the impressions")
+        if after is not None and not any(s.label == after for s in steps):
+            raise ValueError(f"{where}: `after: {after}` names no earlier step (earlier labels: "
+                             f"{[s.label for s in steps] or 'none'}; omit `after` for a step after the impression)")
+        if "attribution_window_days" in raw and raw["attribution_window_days"] is not None:
+            window = _window_us(raw["attribution_window_days"], f"{where} attribution_window_days")
+        else:
+            window = default_us if after is not None else None
+        steps.append(FunnelStep(log, label, after, window))
+    return Funnel(tuple(steps))
+
+
+def _window_us(days: Any, where: str) -> int:
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or days < 0:
+        raise ValueError(f"{where} must be a number of days >= 0, got {days!r}")
+    return int(float(days) * DAY_US)
 
 
 def _first(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -34,37 +160,49 @@ def _first(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 def join_impression(impressions: Iterable[Dict[str, Any]], clicks: Iterable[Dict[str, Any]],
                     conversions: Iterable[Dict[str, Any]], attribution_window_us: int
                     ) -> Tuple[Optional[Dict[str, Any]], Counts]:
-    """Returns (labelled impression or None, bucket counts) for the rows of one impression id."""
-    impressions, clicks, conversions = list(impressions), list(clicks), list(conversions)
+    """``join_impression_funnel`` with the default funnel (clicks, then conversions)."""
+    return join_impression_funnel(impressions, {"clicks": clicks, "conversions": conversions},
+                                  default_funnel(attribution_window_us))
+
+
+def join_impression_funnel(impressions: Iterable[Dict[str, Any]],
+                           events: Mapping[str, Iterable[Dict[str, Any]]], funnel: Funnel
+                           ) -> Tuple[Optional[Dict[str, Any]], Counts]:
+    """Returns (labelled impression or None, bucket counts) for the rows of one impression id;
+    ``events`` maps each step's log to its rows (a log absent: no rows). The specification."""
+    impressions = list(impressions)
+    rows = {s.log: list(events.get(s.log, ())) for s in funnel.steps}
     counts: Counts = collections.Counter()
     if not impressions:
-        counts["clicks.orphan"] += len(clicks)
-        counts["conversions.orphan"] += len(conversions)
+        for step in funnel.steps:
+            counts[f"{step.log}.orphan"] += len(rows[step.log])
         return None, counts
 
     kept = dict(_first(impressions))
     counts["impressions.joined"] += 1
     counts["impressions.duplicate"] += len(impressions) - 1
 
-    click = 0
-    conversion = 0
-    if clicks:
-        click = 1
-        counts["clicks.joined"] += 1
-        counts["clicks.duplicate"] += len(clicks) - 1
-        first_click = min(c["timestamp"] for c in clicks)
-        in_window = [c for c in conversions if first_click <= c["timestamp"] <= first_click + attribution_window_us]
-        counts["conversions.out_of_window"] += len(conversions) - len(in_window)
+    # The time each step that happened first happened (None: the impression itself).
+    happened: Dict[Optional[str], int] = {None: kept["timestamp"]}
+    labels = {}
+    for step in funnel.steps:
+        mine = rows[step.log]
+        labels[step.label] = 0
+        if step.after not in happened:   # the parent step never happened
+            counts[f"{step.log}.orphan"] += len(mine)
+            continue
+        start = happened[step.after]
+        in_window = mine if step.window_us is None else [
+            e for e in mine if start <= e["timestamp"] <= start + step.window_us]
+        counts[f"{step.log}.out_of_window"] += len(mine) - len(in_window)
         if in_window:
-            conversion = 1
-            counts["conversions.joined"] += 1
-            counts["conversions.duplicate"] += len(in_window) - 1
-    else:
-        counts["conversions.orphan"] += len(conversions)
+            labels[step.label] = 1
+            happened[step.label] = min(e["timestamp"] for e in in_window)
+            counts[f"{step.log}.joined"] += 1
+            counts[f"{step.log}.duplicate"] += len(in_window) - 1
 
     kept.pop("timestamp", None)
-    kept["click"] = click
-    kept["conversion"] = conversion
+    kept.update(labels)
     return kept, counts
 
 
@@ -193,43 +331,48 @@ def _dedupe_impressions(impressions: pa.Table) -> Tuple[pa.Table, int]:
 
 def join_tables(impressions: pa.Table, clicks: Optional[pa.Table], conversions: Optional[pa.Table],
                 attribution_window_us: int) -> Tuple[pa.Table, Counts]:
-    """Labelled impressions (``timestamp`` dropped, ``click`` and ``conversion`` added) and the
-    bucket counts, for the rows of a set of impression ids; every row is counted once, with the
-    rules of ``join_impression`` (a property test holds the two equal)."""
+    """``join_funnel_tables`` with the default funnel (clicks, then conversions)."""
+    return join_funnel_tables(impressions, {"clicks": clicks, "conversions": conversions},
+                              default_funnel(attribution_window_us))
+
+
+def join_funnel_tables(impressions: pa.Table, events: Mapping[str, Optional[pa.Table]], funnel: Funnel
+                       ) -> Tuple[pa.Table, Counts]:
+    """Labelled impressions (``timestamp`` dropped, one column per step's label added, in funnel
+    order) and the bucket counts, for the rows of a set of impression ids; ``events`` maps each
+    step's log to its rows (``impression_id``, ``timestamp``; absent or None: no rows). Every row is
+    counted once, with the rules of ``join_impression_funnel`` (a property test holds the two equal)."""
     counts: Counts = collections.Counter()
-    clicks = clicks if clicks is not None else empty_events()
-    conversions = conversions if conversions is not None else empty_events()
     kept, duplicates = _dedupe_impressions(impressions)
     imp_ids = kept.column("impression_id").combine_chunks()
     counts["impressions.joined"] += kept.num_rows
     counts["impressions.duplicate"] += duplicates
 
-    c_ids = clicks.column("impression_id").combine_chunks()
-    c_known = pc.is_in(c_ids, value_set=imp_ids).to_numpy(zero_copy_only=False)
-    counts["clicks.orphan"] += int((~c_known).sum())
-    first = (pa.table({"id": c_ids.filter(pa.array(c_known)),
-                       "ts": clicks.column("timestamp").combine_chunks().filter(pa.array(c_known))})
-             .group_by("id").aggregate([("ts", "min")]))
-    clicked_ids = first.column("id").combine_chunks()
-    counts["clicks.joined"] += len(clicked_ids)
-    counts["clicks.duplicate"] += int(c_known.sum()) - len(clicked_ids)
-
-    v_ids = conversions.column("impression_id").combine_chunks()
-    v_ts = conversions.column("timestamp").to_numpy()
-    at = pc.index_in(v_ids, value_set=clicked_ids)
-    clicked = at.is_valid().to_numpy(zero_copy_only=False)
-    counts["conversions.orphan"] += int((~clicked).sum())   # no impression, or never clicked
-    first_click = (first.column("ts_min").to_numpy()[at.fill_null(0).to_numpy()]
-                   if len(clicked_ids) and len(v_ids) else v_ts)   # unused where no click (masked below)
-    in_window = clicked & (v_ts >= first_click) & (v_ts <= first_click + attribution_window_us)
-    counts["conversions.out_of_window"] += int((clicked & ~in_window).sum())
-    converted_ids = pc.unique(v_ids.filter(pa.array(in_window)))
-    counts["conversions.joined"] += len(converted_ids)
-    counts["conversions.duplicate"] += int(in_window.sum()) - len(converted_ids)
-
+    # Per step that happened: (impression ids, time of the step's first event), ids unique.
+    happened: Dict[Optional[str], Tuple[pa.Array, np.ndarray]] = {
+        None: (imp_ids, kept.column("timestamp").to_numpy())}
     out = kept.drop(["timestamp"])
-    out = out.append_column("click", pc.is_in(imp_ids, value_set=clicked_ids).cast(pa.int64()))
-    out = out.append_column("conversion", pc.is_in(imp_ids, value_set=converted_ids).cast(pa.int64()))
+    for step in funnel.steps:
+        table = events.get(step.log)
+        table = table if table is not None else empty_events()
+        e_ids = table.column("impression_id").combine_chunks()
+        e_ts = table.column("timestamp").to_numpy()
+        parent_ids, parent_ts = happened[step.after]
+        at = pc.index_in(e_ids, value_set=parent_ids)
+        has_parent = at.is_valid().to_numpy(zero_copy_only=False)
+        counts[f"{step.log}.orphan"] += int((~has_parent).sum())   # no impression, or no parent event
+        in_window = has_parent
+        if step.window_us is not None and len(parent_ids):
+            start = parent_ts[at.fill_null(0).to_numpy()]   # unused where no parent (masked)
+            in_window = has_parent & (e_ts >= start) & (e_ts <= start + step.window_us)
+        counts[f"{step.log}.out_of_window"] += int((has_parent & ~in_window).sum())
+        first = (pa.table({"id": e_ids.filter(pa.array(in_window)), "ts": pa.array(e_ts[in_window], pa.int64())})
+                 .group_by("id").aggregate([("ts", "min")]))
+        step_ids = first.column("id").combine_chunks()
+        counts[f"{step.log}.joined"] += len(step_ids)
+        counts[f"{step.log}.duplicate"] += int(in_window.sum()) - len(step_ids)
+        happened[step.label] = (step_ids, first.column("ts_min").to_numpy())
+        out = out.append_column(step.label, pc.is_in(imp_ids, value_set=step_ids).cast(pa.int64()))
     return out, counts
 
 

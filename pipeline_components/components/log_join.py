@@ -1,11 +1,15 @@
-"""LogJoinExampleGen: one day of raw impression / click / conversion logs to labelled Examples.
+"""LogJoinExampleGen: one day of raw impressions and their funnel logs to labelled Examples.
 
 Why a custom component: TFX's ExampleGens turn *one* input source into
-examples; labelling an impression needs a key join of three logs (with
+examples; labelling an impression needs a key join of several logs (with
 attribution windows, duplicates, orphans and quarantine) before any example
-exists. Its output is a standard ``Examples`` artifact (TFRecord of
-tf.Example, splits ``train``/``eval``, ``span`` set), so StatisticsGen,
-Transform, Trainer and Evaluator consume it unchanged.
+exists. The label logs are a funnel (``log_join.funnel``; join_logic.parse_funnel):
+by default clicks (label ``click``) then conversions (label ``conversion``, within
+``attribution_window_days`` of the first click); a three-step funnel adds e.g. carts
+between them. Every step's label is one int64 column of the examples. Its output
+is a standard ``Examples`` artifact (TFRecord of tf.Example, splits
+``train``/``eval``, ``span`` set), so StatisticsGen, Transform, Trainer and
+Evaluator consume it unchanged.
 
 Why it does not use FileBasedExampleGen's span resolution: with a ``{SPAN}``
 pattern and no range config that driver silently picks the *latest* span, so a
@@ -14,9 +18,12 @@ run's date (days since 1970-01-01), passed explicitly, and a missing day is an
 error that names the path and the date.
 
 Label maturity: the run for date T labels the impressions of day
-T - ``label_delay_days`` with the clicks and conversions logged from that day
-through T. With the same T the labels are identical whether the run is the
-scheduled one or a later backfill.
+T - ``label_delay_days`` with the events of every funnel log logged from that
+day through T. With the same T the labels are identical whether the run is the
+scheduled one or a later backfill. Labels are fully mature when
+``label_delay_days`` covers the longest chain of windows (the join report's
+``longest_chain_window_days``: 3 by default, cart window + conversion window in
+a three-step funnel).
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import datetime as dt
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -39,6 +46,7 @@ from tfx_bsl.coders import example_coder
 from pipeline_components.components import beam_dependencies
 from pipeline_components.components import join_beam, join_logic, raw_logs, tfrecord_blocks
 from pipeline_components.spans import date_to_span, parse_run_date
+from schemas import RAW_EVENTS_PATH, load_raw_schema
 
 beam_dependencies.install()
 
@@ -70,6 +78,8 @@ class LogJoinSpec(types.ComponentSpec):
         "raw_schema_path": ExecutionParameter(type=str, optional=True),
         # Where a failed join's quarantined rows and accounting are copied (paths.evidence).
         "evidence_root": ExecutionParameter(type=str, optional=True),
+        # log_join.funnel as JSON (join_logic.parse_funnel); absent: the default funnel.
+        "funnel": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: Dict[str, ChannelParameter] = {}
     OUTPUTS = {
@@ -182,11 +192,26 @@ def keep_evidence(report_uri: str, evidence_root: str, run_date: dt.date) -> str
     return target
 
 
-def check_accounting(counts: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+def funnel_of(spec: Optional[Sequence[Mapping[str, Any]]], attribution_window_days: float,
+              raw_schema_path: Optional[str] = None) -> join_logic.Funnel:
+    """``log_join.funnel`` checked against the raw event schema (its logs exist, no label overwrites
+    an impression column); None: the default funnel. A config error is a ValueError naming the step."""
+    schema = load_raw_schema(raw_schema_path or RAW_EVENTS_PATH)
+    return join_logic.parse_funnel(spec, attribution_window_days, known_logs=schema["logs"],
+                                   reserved_columns=schema["logs"]["impressions"]["fields"])
+
+
+def _funnel_json(funnel: join_logic.Funnel) -> List[Dict[str, Any]]:
+    return [{"log": s.log, "label": s.label, "after": s.after,
+             "attribution_window_days": None if s.window_us is None else s.window_us / DAY_US}
+            for s in funnel.steps]
+
+
+def check_accounting(counts: Dict[str, int], logs: Sequence[str] = LOGS) -> Dict[str, Dict[str, int]]:
     """Per log: input rows against the sum of its buckets. Raises if any row is unaccounted for."""
     buckets = ("joined", "duplicate", "orphan", "quarantined", "out_of_window")
     table = {}
-    for log in LOGS:
+    for log in logs:
         got = {b: counts.get(f"{log}.{b}", 0) for b in buckets}
         total = sum(got.values())
         table[log] = dict(got, input=counts.get(f"{log}.input", 0), accounted=total)
@@ -204,7 +229,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise ValueError(f"label_delay_days must be >= 0, got {delay}")
         span_date = run_date - dt.timedelta(days=delay)
         span = date_to_span(span_date)
-        window_us = int(float(exec_properties["attribution_window_days"]) * DAY_US)
+        funnel_spec = exec_properties.get("funnel")
+        funnel = funnel_of(json.loads(funnel_spec) if funnel_spec else None,
+                           float(exec_properties["attribution_window_days"]), exec_properties.get("raw_schema_path"))
+        logs = funnel.logs
         logs_root = exec_properties["logs_root"]
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         report = artifact_utils.get_single_instance(output_dict["join_report"])
@@ -212,9 +240,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         # Plan all reads first: a missing partition fails here, before any Beam work.
         chunks: List[raw_logs.Chunk] = raw_logs.plan_chunks(logs_root, "impressions", span_date)
         event_days = [span_date + dt.timedelta(days=i) for i in range(delay + 1)]
-        for log in ("clicks", "conversions"):
+        for log in logs[1:]:   # every declared funnel log must have its partitions: none is optional
             for day in event_days:
-                chunks.extend(raw_logs.plan_chunks(logs_root, log, day))
+                try:
+                    chunks.extend(raw_logs.plan_chunks(logs_root, log, day))
+                except raw_logs.MissingLogsError as err:
+                    raise raw_logs.MissingLogsError(
+                        f"{err} ({log} is a step of log_join.funnel: {', '.join(funnel.logs[1:])})") from None
         logging.info("log join: run_date=%s span=%d (%s) reading %d chunks from %s",
                      run_date, span, span_date, len(chunks), logs_root)
 
@@ -224,7 +256,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as p:
             parts = []
             count_pcolls = []
-            for log in LOGS:
+            for log in logs:
                 read = (p | f"Plan[{log}]" >> beam.Create([c for c in chunks if c.log == log])
                         | f"Reshuffle[{log}]" >> beam.Reshuffle()
                         | f"Read[{log}]" >> beam.ParDo(
@@ -238,7 +270,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             # One shuffle by hash bucket joins the logs and sets the label-independent write order
             # (each bucket in hash order of the id; join_logic.write_order_key says why).
             labelled, join_counts = (parts | "FlattenParts" >> beam.Flatten()
-                                     | "JoinLogs" >> join_beam.JoinLogs(window_us, int(exec_properties["eval_percent"])))
+                                     | "JoinLogs" >> join_beam.JoinLogs(funnel, int(exec_properties["eval_percent"])))
             count_pcolls.append(join_counts)
             encoded = labelled | "Encode" >> beam.ParDo(_Encode()).with_outputs("train", "eval")
             for split in ("train", "eval"):
@@ -252,14 +284,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         with tf.io.gfile.GFile(counts_path) as fh:
             counts = json.load(fh)
-        accounting = check_accounting(counts)
+        accounting = check_accounting(counts, logs)
         n_input = sum(a["input"] for a in accounting.values())
         n_quarantined = sum(a["quarantined"] for a in accounting.values())
-        unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in LOGS)
+        unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in logs)
         reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
         summary = {
             "run_date": f"{run_date}", "span": span, "span_date": f"{span_date}",
             "label_delay_days": delay, "attribution_window_days": float(exec_properties["attribution_window_days"]),
+            "funnel": _funnel_json(funnel), "longest_chain_window_days": funnel.longest_chain_window_us / DAY_US,
             "accounting": accounting, "quarantine_reasons": reasons, "unreadable_files": unreadable,
             "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
             "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
@@ -300,12 +333,16 @@ class LogJoinExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, logs_root: str, run_date, label_delay_days: int, attribution_window_days: float,
                  eval_percent: int, max_quarantine_fraction: float, raw_schema_path: str,
-                 evidence_root: Optional[str] = None):
+                 evidence_root: Optional[str] = None, funnel: Optional[Sequence[Mapping[str, Any]]] = None):
         """The settings come from configs/pipeline.yaml (``log_join``, ``schemas.raw_events``):
-        build it with ``pipeline_components.pipeline.log_join_component``."""
+        build it with ``pipeline_components.pipeline.log_join_component``. ``funnel``: ``log_join.funnel``
+        (checked here, so a config error fails when the pipeline is built); None: the default funnel."""
+        if funnel is not None:
+            funnel_of(funnel, float(attribution_window_days), raw_schema_path)
         super().__init__(spec=LogJoinSpec(
             logs_root=logs_root, run_date=run_date, label_delay_days=label_delay_days,
             attribution_window_days=attribution_window_days, eval_percent=eval_percent,
             max_quarantine_fraction=max_quarantine_fraction, raw_schema_path=raw_schema_path,
-            evidence_root=evidence_root, examples=types.Channel(type=standard_artifacts.Examples),
+            evidence_root=evidence_root, funnel=None if funnel is None else json.dumps([dict(s) for s in funnel], sort_keys=True),
+            examples=types.Channel(type=standard_artifacts.Examples),
             join_report=types.Channel(type=JoinReport)))

@@ -4,8 +4,9 @@ Why a custom component: TFX's InfraValidator does this job but needs Docker (or
 Kubernetes) to start a TF Serving container, which this machine kind does not
 have. This is the closest real thing: the SavedModel is loaded by a new Python
 interpreter (``serving_check_worker``), fed a sample of the day's raw eval
-tf.Examples through ``serving_default``, and must give finite outputs in [0, 1],
-ctcvr <= ctr, and a single-example p99 latency within the budget.
+tf.Examples through ``serving_default``, and must serve every head of the task funnel, with
+finite outputs (in [0, 1] for a probability), each entire-space head at most its parent's
+(ctcvr <= ctr), and a single-example p99 latency within the budget.
 
 Its output is a standard ``InfraBlessing`` (``blessed`` = 1 or 0, as
 InfraValidator writes), so TFX's Pusher refuses an unblessed model by itself.
@@ -20,7 +21,7 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from tfx import types
@@ -45,9 +46,10 @@ def write_sample(examples: types.Artifact, split: str, size: int, path: str) -> 
     return n
 
 
-def run_worker(model_dir: str, sample: str, repeats: int, timeout_s: int) -> Dict[str, Any]:
+def run_worker(model_dir: str, sample: str, repeats: int, timeout_s: int,
+               heads: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "pipeline_components.components.serving_check_worker", model_dir, sample,
-           "--repeats", str(repeats)]
+           "--repeats", str(repeats)] + (["--heads", json.dumps(heads)] if heads else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=REPO_ROOT)
@@ -80,7 +82,9 @@ class Executor(base_executor.BaseExecutor):
         model_dir = path_utils.serving_model_path(model.uri)
         sample = os.path.join(blessing.uri, "sample.tfrecord")
         n = write_sample(examples, exec_properties["split"], int(exec_properties["sample_size"]), sample)
-        result = run_worker(model_dir, sample, int(exec_properties["repeats"]), int(exec_properties["timeout_s"]))
+        heads = json.loads(exec_properties.get("heads") or "null")
+        result = run_worker(model_dir, sample, int(exec_properties["repeats"]), int(exec_properties["timeout_s"]),
+                            heads)
         reasons = verdict(result, float(exec_properties["latency_budget_ms"]))
         result.update(sample_examples=n, reasons=reasons, latency_budget_ms=float(exec_properties["latency_budget_ms"]))
         with tf.io.gfile.GFile(os.path.join(blessing.uri, "serving_check.json"), "w") as fh:
@@ -106,7 +110,7 @@ class Executor(base_executor.BaseExecutor):
 class ServingCheckSpec(types.ComponentSpec):
     PARAMETERS = {"split": ExecutionParameter(type=str), "sample_size": ExecutionParameter(type=int),
                   "latency_budget_ms": ExecutionParameter(type=float), "repeats": ExecutionParameter(type=int),
-                  "timeout_s": ExecutionParameter(type=int)}
+                  "timeout_s": ExecutionParameter(type=int), "heads": ExecutionParameter(type=str, optional=True)}
     INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
               "examples": ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
@@ -117,9 +121,12 @@ class ServingCheck(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, split: str,
-                 sample_size: int, latency_budget_ms: float, repeats: int, timeout_s: int):
-        """The values come from configs/pipeline.yaml's ``serving_check`` section."""
+                 sample_size: int, latency_budget_ms: float, repeats: int, timeout_s: int,
+                 heads: Optional[Dict[str, Any]] = None):
+        """The values come from configs/pipeline.yaml's ``serving_check`` section; ``heads`` is the task
+        funnel's head config (``PipelineConfig.heads``): what the model must serve and the invariants."""
         super().__init__(spec=ServingCheckSpec(
             model=model, examples=examples, split=split, sample_size=sample_size,
             latency_budget_ms=latency_budget_ms, repeats=repeats, timeout_s=timeout_s,
+            heads=json.dumps(heads, sort_keys=True) if heads else None,
             blessing=types.Channel(type=standard_artifacts.InfraBlessing)))

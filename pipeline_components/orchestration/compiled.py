@@ -55,6 +55,8 @@ def fingerprint(config: PipelineConfig) -> str:
     h = hashlib.sha256()
     h.update(config.home.encode())
     files = [DEFAULT_CONFIG, config.path, config.raw_events_path, config.feature_spec_path, config.tfdv_schema_path]
+    if config.input["kind"] == "samples":
+        files.append(config.input["samples"]["schema"])
     files += pipeline_sources()
     for path in files:
         h.update(path.encode())

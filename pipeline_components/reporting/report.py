@@ -162,7 +162,9 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     from pipeline_components.components.gate_report import check_calibration
     thresholds = {"calibration_band": calibration_band or {}}
     head_names = list(heads)
-    header = ["date", "scene", "examples"] + [f"{h} {m}" for h in head_names for m in ("AUC", "cal")] + \
+    regression = {h for h, a in heads.items() if a.get("type") == "regression"}
+    header = ["date", "scene", "examples"] + [f"{h} {m}" for h in head_names
+                                              for m in (("MSE" if h in regression else "AUC"), "cal")] + \
         ["blessed", "pushed"]
     rows = [header]
     flagged = False
@@ -172,10 +174,11 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
             cells = [run.span_date, scene, f"{int(count):,}" if count is not None else "-"]
             for h in head_names:
                 m = run.metrics.get((scene, h), {})
-                auc, cal = m.get("auc"), m.get("calibration")
+                auc, cal = m.get("mean_squared_error" if h in regression else "auc"), m.get("calibration")
                 flag = check_calibration(run.metrics, scene, h, thresholds).flag
                 flagged = flagged or bool(flag)
-                cells += [f"{auc:.4f}" if auc is not None else "-",
+                cells += [f"{auc:.4g}" if auc is not None and h in regression else f"{auc:.4f}" if auc is not None
+                          else "-",
                           "-" if cal is None or cal != cal else f"{cal:.3f}" + (" !" if flag else "")]
             if scene == "overall":
                 cells += [{True: "yes", False: "NO", None: "-"}[run.blessed], {True: "yes", False: "no", None: "-"}[run.pushed]]
@@ -186,7 +189,8 @@ def format_report(runs: List[RunSummary], heads: Dict[str, Dict], scenes: List[s
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     weighted = [f"{h} (weighted by {a['eval_weight']})" for h, a in heads.items() if a.get("eval_weight")]
-    notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: unclicked impressions weigh 0" if weighted else ""),
+    notes = ["AUC on the eval split" + (f"; {', '.join(weighted)}: impressions where that did not happen weigh 0"
+                                        if weighted else ""),
              "cal = calibration, sum of predictions / sum of labels (1.0 is calibrated)"
              + (f"; ! = outside evaluator.calibration_band {calibration_band} by more than its sampling error"
                 if flagged else "")]
@@ -226,10 +230,12 @@ def selection_lines(selection: Optional[Dict]) -> List[str]:
 def report_for(config: PipelineConfig) -> str:
     """The per-scene table of every run day in ``config``'s home, read with the scene feature and the
     scene list of the schemas that config names (``schemas:`` in --config), not the defaults."""
-    from schemas import load_feature_spec, scenes
+    from schemas import load_feature_spec
+    from schemas.samples import run_scenes
     runs = collect_runs(config)
     scene_feature = load_feature_spec(config.feature_spec_path).scene_feature
     for run in runs:
         load_metrics(run, config.heads, scene_feature)
     from pipeline_components.components.gate_report import calibration_band
-    return format_report(runs, config.heads, scenes(config.raw_events_path), calibration_band(config.evaluator))
+    return format_report(runs, config.heads, run_scenes(config.input, config.raw_events_path),
+                         calibration_band(config.evaluator))

@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from loggen import World, WorldConfig, generate_day, write_days
+from loggen.generator import (CART_TRUTH_COLUMNS, MAX_CART_DELAY_DAYS, MAX_CONVERSION_DELAY_DAYS,
+                              TRUTH_COLUMNS)
 from loggen.world import DEFAULT_SCENES
-from schemas import load_raw_schema
+from schemas import DAY_US, load_raw_schema
 
 DAY = dt.date(2026, 11, 20)
 
@@ -85,11 +87,76 @@ def test_some_conversions_arrive_days_later_and_truth_is_separate(tmp_path):
 
 
 def test_columns_match_the_raw_event_schema(tmp_path):
-    write_days(str(tmp_path / "logs"), str(tmp_path / "truth"), DAY, 1, 500, progress=None)
+    """Every log of the schema, the optional carts log included (written only by a world with carts)."""
+    write_days(str(tmp_path / "logs"), str(tmp_path / "truth"), DAY, 1, 500, WorldConfig(carts=True), progress=None)
     schema = load_raw_schema()
+    assert "carts" in schema["logs"]
     for log, body in schema["logs"].items():
         df = pd.read_parquet(tmp_path / "logs" / log / f"date={DAY:%Y-%m-%d}")
         assert list(df.columns) == list(body["fields"]), log
+
+
+def test_the_default_world_writes_no_carts(tmp_path):
+    counts = write_days(str(tmp_path / "logs"), str(tmp_path / "truth"), DAY, 1, 500, progress=None)
+    assert set(counts) == {"impressions", "clicks", "conversions"}
+    assert not (tmp_path / "logs" / "carts").exists()
+    truth = pd.read_parquet(tmp_path / "truth" / f"date={DAY:%Y-%m-%d}")
+    assert list(truth.columns) == list(TRUTH_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def cart_day():
+    return generate_day(World(WorldConfig(carts=True)), DAY, 50_000)
+
+
+def test_carts_leave_impressions_and_clicks_as_they_were(cart_day):
+    plain = generate_day(World(), DAY, 50_000)
+    pd.testing.assert_frame_equal(plain.impressions, cart_day.impressions)
+    pd.testing.assert_frame_equal(plain.clicks, cart_day.clicks)
+    pd.testing.assert_frame_equal(plain.truth[["impression_id", "scene", "p_ctr"]],
+                                  cart_day.truth[["impression_id", "scene", "p_ctr"]])
+    assert plain.carts is None
+    assert list(cart_day.truth.columns) == list(TRUTH_COLUMNS + CART_TRUTH_COLUMNS)
+
+
+def test_carts_follow_clicks_and_conversions_follow_carts(cart_day):
+    clicks, carts, conv = cart_day.clicks, cart_day.carts, cart_day.conversions
+    assert set(conv["impression_id"]) <= set(carts["impression_id"]) <= set(clicks["impression_id"])
+    first_click = clicks.groupby("impression_id")["timestamp"].min()
+    first_cart = carts.groupby("impression_id")["timestamp"].min()
+    after_click = first_cart - first_click[first_cart.index]
+    assert (after_click > 0).all() and (after_click <= MAX_CART_DELAY_DAYS * DAY_US).all()
+    after_cart = conv.set_index("impression_id")["timestamp"] - first_cart[conv["impression_id"]].to_numpy()
+    assert (after_cart > 0).all()
+    after_click = conv.set_index("impression_id")["timestamp"] - first_click[conv["impression_id"]].to_numpy()
+    assert (after_click <= MAX_CONVERSION_DELAY_DAYS * DAY_US).all()
+    assert len(carts) > carts["impression_id"].nunique()   # some repeat adds to cart
+
+
+def test_cart_and_purchase_rates_follow_their_true_probabilities(cart_day):
+    truth = cart_day.truth.set_index("impression_id")
+    assert np.allclose(truth["p_cvr"], truth["p_cart"] * truth["p_purchase"])
+    assert np.allclose(truth["p_ctcvr"], truth["p_ctr"] * truth["p_cvr"])
+    assert np.allclose(truth["p_ctcart"], truth["p_ctr"] * truth["p_cart"])
+
+    def within(observed, p):   # Bernoulli draws: within 4 standard deviations of the sum of p
+        assert abs(observed - p.sum()) <= 4 * np.sqrt((p * (1 - p)).sum()) + 1, (observed, p.sum())
+
+    clicked = truth.loc[cart_day.clicks["impression_id"].unique()]
+    carted = truth.loc[cart_day.carts["impression_id"].unique()]
+    within(len(carted), clicked["p_cart"])                                 # P(cart | click)
+    within(cart_day.conversions["impression_id"].nunique(), carted["p_purchase"])   # P(conversion | cart)
+    within(cart_day.carts["impression_id"].nunique(), truth["p_ctcart"])
+    assert 0.15 < len(carted) / len(clicked) < 0.6
+
+
+def test_a_cart_day_is_identical_alone_or_inside_a_range(tmp_path):
+    world = WorldConfig(carts=True)
+    write_days(str(tmp_path / "a"), str(tmp_path / "ta"), DAY, 2, 3000, world, progress=None)
+    write_days(str(tmp_path / "b"), str(tmp_path / "tb"), DAY + dt.timedelta(days=1), 1, 3000, world, progress=None)
+    for log in ("impressions", "clicks", "carts", "conversions"):
+        part = f"{log}/date={DAY + dt.timedelta(days=1):%Y-%m-%d}/part-00000.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / part), pd.read_parquet(tmp_path / "b" / part))
 
 
 def test_invalid_world_config_is_rejected():

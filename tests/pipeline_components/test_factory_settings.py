@@ -37,9 +37,9 @@ def test_every_default_the_factory_reads_is_in_pipeline_yaml(tmp_path):
 def test_the_trainers_config_is_built_in_one_place(tmp_path):
     config = load_config(home=str(tmp_path))
     built = trainer_config(config, epochs=9)
-    assert built["epochs"] == 9 and built["heads"] == config.heads
+    assert built["epochs"] == 9 and built["heads"] == config.heads and built["tasks"] == config.funnel.as_config()
     assert built["feature_spec_path"] == config.feature_spec_path
-    assert {k: v for k, v in built.items() if k not in ("epochs", "heads", "feature_spec_path")} == \
+    assert {k: v for k, v in built.items() if k not in ("epochs", "heads", "tasks", "feature_spec_path")} == \
         {k: v for k, v in config.trainer.items() if k != "epochs"}
 
 

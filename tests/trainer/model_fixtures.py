@@ -26,6 +26,7 @@ SMALL = {
     "l2_constrained": {"bottom_dnn_hidden_units": [16, 8], "tower_dnn_hidden_units": [8], "l2_distance": 0.01},
     "gmsl": {"bottom_dnn_hidden_units": [16], "task_dnn_hidden_units": [8], "gru_units": 6,
              "tower_dnn_hidden_units": [4]},
+    "bayes_chain": {"bottom_dnn_hidden_units": [16], "tower_dnn_hidden_units": [8]},
 }
 
 

@@ -9,7 +9,7 @@ from trainer.layers import CGC, Experts, Gate
 from trainer.models import MODELS, build_model
 
 ESMM_STYLE = ["shared_bottom", "esmm", "mmoe", "omoe", "ple", "transfer", "star", "single_task", "cross_stitch",
-              "l2_constrained", "gmsl"]
+              "l2_constrained", "gmsl", "bayes_chain"]
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

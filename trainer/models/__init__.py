@@ -24,6 +24,7 @@ MODELS = {
     "l2_constrained": ("trainer.models.l2_constrained", "build_l2_constrained"),
     # task-order models: the funnel's order is part of the architecture
     "gmsl": ("trainer.models.gmsl", "build_gmsl"),
+    "bayes_chain": ("trainer.models.bayes_chain", "build_bayes_chain"),
     # multi-domain (multi-scene) backbones; any multi-task middle above except aitm sits on them
     "transfer": ("trainer.models.transfer", "build_transfer"),
     "star": ("trainer.models.star", "build_star"),
@@ -33,7 +34,7 @@ MODELS = {
 def model_params(name: str) -> List[str]:
     module, fn = MODELS[name]
     builder = getattr(importlib.import_module(module), fn)
-    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate")] + [
+    return [p for p in inspect.signature(builder).parameters if p not in ("features", "one_gate", "tasks")] + [
         "initializers", "l2_embedding_scope", "bottom", "bottom_params"]
 
 
@@ -43,10 +44,11 @@ def needs_id_counts(params: Dict[str, Any]) -> bool:
 
 
 def build_model(name: str, features: List[InputFeature], params: Dict[str, Any],
-                id_counts: Optional[Dict[str, Any]] = None):
+                id_counts: Optional[Dict[str, Any]] = None, tasks: Any = None):
     """Unknown names and parameters the family does not take are errors, not silently ignored.
     ``id_counts`` (feature -> occurrences per id, ``layers.penalty.count_ids``) scales the
-    ``l2_embedding_scope: batch`` penalty."""
+    ``l2_embedding_scope: batch`` penalty. ``tasks``: the funnel (schemas/tasks.py; None: the
+    default click -> conversion)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     accepted = model_params(name)
@@ -58,4 +60,4 @@ def build_model(name: str, features: List[InputFeature], params: Dict[str, Any],
     with initializers.using(params.pop("initializers", None)), \
             penalty.using(params.pop("l2_embedding_scope", None), id_counts), \
             interactions.using(params.pop("bottom", None), params.pop("bottom_params", None)):
-        return getattr(importlib.import_module(module), fn)(features, **params)
+        return getattr(importlib.import_module(module), fn)(features, tasks=tasks, **params)

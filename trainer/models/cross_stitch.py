@@ -14,16 +14,17 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import TaskNetworks
-from trainer.models.common import TASKS, check_tasks, middle_model
+from trainer.models.common import TASKS, TasksArg, check_tasks, middle_model
 
 
 def build_cross_stitch(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
                        stitch_init: float = 0.9, tower_dnn_hidden_units: Sequence[int] = (64,),
                        dropout: float = 0.0, l2_embedding: float = 0.0,
-                       task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("Cross-stitch", task_names)
+                       tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("Cross-stitch", tasks)
+    tasks = funnel.task_names
     return middle_model("cross_stitch", features, l2_embedding, lambda x: cross_stitch_middle(
-        x, tasks, bottom_dnn_hidden_units, stitch_init, dropout), tower_dnn_hidden_units, dropout)
+        x, tasks, bottom_dnn_hidden_units, stitch_init, dropout), tower_dnn_hidden_units, dropout, funnel)
 
 
 def cross_stitch_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),

@@ -12,14 +12,15 @@ from typing import Dict, List, Sequence
 import tf_keras as keras
 
 from trainer.features import InputFeature
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, TasksArg, bottom, check_tasks, esmm_heads
 
 
 def build_esmm(features: List[InputFeature], tower_dnn_hidden_units: Sequence[int] = (128, 64),
-               dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("ESMM", task_names)
+               dropout: float = 0.0, l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("ESMM", tasks)
+    tasks = funnel.task_names
     inputs, shared = bottom(features, l2_embedding)
-    return keras.Model(inputs, esmm_heads(esmm_middle(shared, tasks), tower_dnn_hidden_units, dropout), name="esmm")
+    return keras.Model(inputs, esmm_heads(esmm_middle(shared, tasks), tower_dnn_hidden_units, dropout, funnel), name="esmm")
 
 
 def esmm_middle(x, tasks: List[str]) -> Dict[str, object]:

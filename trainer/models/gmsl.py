@@ -16,16 +16,17 @@ import tf_keras as keras
 from trainer import initializers
 from trainer.features import InputFeature
 from trainer.layers import DNN, SequenceStep, TaskNetworks
-from trainer.models.common import TASKS, check_tasks, middle_model
+from trainer.models.common import TASKS, TasksArg, check_tasks, middle_model
 
 
 def build_gmsl(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
                task_dnn_hidden_units: Sequence[int] = (64,), gru_units: int = 32,
                tower_dnn_hidden_units: Sequence[int] = (32,), dropout: float = 0.0, l2_embedding: float = 0.0,
-               task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("GMSL", task_names)
+               tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("GMSL", tasks)
+    tasks = funnel.task_names
     return middle_model("gmsl", features, l2_embedding, lambda x: gmsl_middle(
-        x, tasks, bottom_dnn_hidden_units, task_dnn_hidden_units, gru_units, dropout), tower_dnn_hidden_units, dropout)
+        x, tasks, bottom_dnn_hidden_units, task_dnn_hidden_units, gru_units, dropout), tower_dnn_hidden_units, dropout, funnel)
 
 
 def gmsl_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),

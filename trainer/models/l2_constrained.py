@@ -14,16 +14,17 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import TaskNetworks
-from trainer.models.common import TASKS, check_tasks, middle_model
+from trainer.models.common import TASKS, TasksArg, check_tasks, middle_model
 
 
 def build_l2_constrained(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
                          l2_distance: float = 1e-3, tower_dnn_hidden_units: Sequence[int] = (64,),
                          dropout: float = 0.0, l2_embedding: float = 0.0,
-                         task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("L2-constrained", task_names)
+                         tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("L2-constrained", tasks)
+    tasks = funnel.task_names
     return middle_model("l2_constrained", features, l2_embedding, lambda x: l2_constrained_middle(
-        x, tasks, bottom_dnn_hidden_units, l2_distance, dropout), tower_dnn_hidden_units, dropout)
+        x, tasks, bottom_dnn_hidden_units, l2_distance, dropout), tower_dnn_hidden_units, dropout, funnel)
 
 
 def l2_constrained_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),

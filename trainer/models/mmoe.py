@@ -14,18 +14,19 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import ExpertMix, Experts, Gate
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, TasksArg, bottom, check_tasks, esmm_heads
 
 
 def build_mmoe(features: List[InputFeature], num_experts: int = 4, expert_dnn_hidden_units: Sequence[int] = (128,),
                gate_dnn_hidden_units: Sequence[int] = (), tower_dnn_hidden_units: Sequence[int] = (64,),
-               dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS,
+               dropout: float = 0.0, l2_embedding: float = 0.0, tasks: TasksArg = TASKS,
                one_gate: bool = False) -> keras.Model:
-    tasks = check_tasks("OMoE" if one_gate else "MMoE", task_names)
+    funnel = check_tasks("OMoE" if one_gate else "MMoE", tasks)
+    tasks = funnel.task_names
     inputs, shared = bottom(features, l2_embedding)
     task_inputs = mmoe_middle(shared, tasks, num_experts, expert_dnn_hidden_units, gate_dnn_hidden_units, dropout,
                               one_gate)
-    return keras.Model(inputs, esmm_heads(task_inputs, tower_dnn_hidden_units, dropout),
+    return keras.Model(inputs, esmm_heads(task_inputs, tower_dnn_hidden_units, dropout, funnel),
                        name="omoe" if one_gate else "mmoe")
 
 

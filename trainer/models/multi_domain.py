@@ -2,8 +2,8 @@
 
 A multi-domain model = backbone (transfer model or STAR) + any multi-task
 middle of the zoo (``multi_task``: how each task's tower input is formed from
-the backbone's representation) + scene-aware towers and the ESMM heads, so one
-served model predicts ctr, cvr and ctcvr for every scene.
+the backbone's representation) + scene-aware towers and the funnel's heads, so one
+served model predicts every head (default ctr, cvr and ctcvr) for every scene.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from schemas import scene_of
 from trainer.features import InputFeature
-from trainer.layers import ProbabilityProduct
+from schemas.tasks import Funnel
+from trainer.models.common import chain_heads
 from trainer.models.cross_stitch import cross_stitch_middle
 from trainer.models.esmm import esmm_middle
 from trainer.models.gmsl import gmsl_middle
@@ -66,8 +67,10 @@ def middle(name: str, params: Optional[Mapping[str, Any]], x, tasks: List[str]) 
     return fn(x, tasks, **dict(params or {}))
 
 
-def sigmoid_heads(logits: Dict[str, object]) -> Dict[str, object]:
+def funnel_outputs(logits: Dict[str, object], funnel: Funnel) -> Dict[str, object]:
+    """Each task's scene-aware tower output as its head (sigmoid for a binary task, the value itself
+    for a regression task), and the entire-space products down the funnel."""
     import tf_keras as keras
-    heads = {t: keras.layers.Activation("sigmoid", name=t)(logit) for t, logit in logits.items()}
-    heads["ctcvr"] = ProbabilityProduct(name="ctcvr")([heads["ctr"], heads["cvr"]])
-    return heads
+    heads = {t.name: keras.layers.Activation("sigmoid" if t.binary else "linear", name=t.name)(logits[t.name])
+             for t in funnel.tasks}
+    return chain_heads(heads, funnel)

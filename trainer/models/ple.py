@@ -12,18 +12,19 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import CGC
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, TasksArg, bottom, check_tasks, esmm_heads
 
 
 def build_ple(features: List[InputFeature], num_levels: int = 2, specific_expert_num: int = 1,
               shared_expert_num: int = 1, expert_dnn_hidden_units: Sequence[int] = (128,),
               gate_dnn_hidden_units: Sequence[int] = (), tower_dnn_hidden_units: Sequence[int] = (64,),
-              dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("PLE", task_names)
+              dropout: float = 0.0, l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("PLE", tasks)
+    tasks = funnel.task_names
     inputs, shared = bottom(features, l2_embedding)
     task_inputs = ple_middle(shared, tasks, num_levels, specific_expert_num, shared_expert_num,
                              expert_dnn_hidden_units, gate_dnn_hidden_units, dropout)
-    return keras.Model(inputs, esmm_heads(task_inputs, tower_dnn_hidden_units, dropout), name="ple")
+    return keras.Model(inputs, esmm_heads(task_inputs, tower_dnn_hidden_units, dropout, funnel), name="ple")
 
 
 def ple_middle(shared, tasks: List[str], num_levels: int = 2, specific_expert_num: int = 1,

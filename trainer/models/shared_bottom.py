@@ -11,16 +11,17 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import DNN
-from trainer.models.common import TASKS, bottom, check_tasks, esmm_heads
+from trainer.models.common import TASKS, TasksArg, bottom, check_tasks, esmm_heads
 
 
 def build_shared_bottom(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
                         tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
-                        l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("Shared-Bottom", task_names)
+                        l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("Shared-Bottom", tasks)
+    tasks = funnel.task_names
     inputs, shared = bottom(features, l2_embedding)
     return keras.Model(inputs, esmm_heads(shared_bottom_middle(shared, tasks, bottom_dnn_hidden_units, dropout),
-                                          tower_dnn_hidden_units, dropout), name="shared_bottom")
+                                          tower_dnn_hidden_units, dropout, funnel), name="shared_bottom")
 
 
 def shared_bottom_middle(x, tasks: List[str], bottom_dnn_hidden_units: Sequence[int] = (256, 128),

@@ -14,16 +14,17 @@ import tf_keras as keras
 
 from trainer.features import InputFeature, build_inputs, embed
 from trainer.layers import DNN
-from trainer.models.common import TASKS, check_tasks, esmm_heads
+from trainer.models.common import TASKS, TasksArg, check_tasks, esmm_heads
 
 
 def build_single_task(features: List[InputFeature], bottom_dnn_hidden_units: Sequence[int] = (256, 128),
                       tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
-                      l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("Single-task", task_names)
+                      l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("Single-task", tasks)
+    tasks = funnel.task_names
     inputs = build_inputs(features)
     middle = {}
     for task in tasks:
         own, _ = embed(features, inputs, prefix=f"{task}_emb", l2=l2_embedding)
         middle[task] = DNN(bottom_dnn_hidden_units, dropout=dropout, name=f"{task}_bottom")(own)
-    return keras.Model(inputs, esmm_heads(middle, tower_dnn_hidden_units, dropout), name="single_task")
+    return keras.Model(inputs, esmm_heads(middle, tower_dnn_hidden_units, dropout, funnel), name="single_task")

@@ -21,15 +21,16 @@ import tf_keras as keras
 from trainer import initializers
 from trainer.features import InputFeature, embed
 from trainer.layers import DNN, DomainDNN, PartitionedNorm
-from trainer.models.common import TASKS, check_tasks
-from trainer.models.multi_domain import middle, scene_feature, scene_inputs, sigmoid_heads
+from trainer.models.common import TASKS, TasksArg, check_tasks
+from trainer.models.multi_domain import middle, scene_feature, scene_inputs, funnel_outputs
 
 
 def build_star(features: List[InputFeature], multi_task: str = "esmm",
                multi_task_params: Optional[Mapping[str, Any]] = None,
                tower_dnn_hidden_units: Sequence[int] = (128, 64), aux_dnn_hidden_units: Sequence[int] = (16,),
-               dropout: float = 0.0, l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("STAR", task_names)
+               dropout: float = 0.0, l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("STAR", tasks)
+    tasks = funnel.task_names
     _, num_domains = scene_feature(features)
     inputs, read, onehot = scene_inputs(features)
     shared, _ = embed(features, read, l2=l2_embedding)
@@ -44,4 +45,4 @@ def build_star(features: List[InputFeature], multi_task: str = "esmm",
         aux = keras.layers.Dense(1, kernel_initializer=initializers.dense(), name=f"{task}_aux_logit")(
             DNN(aux_dnn_hidden_units, name=f"{task}_aux")(scene_embedding))
         logits[task] = keras.layers.Add(name=f"{task}_logit")([star, aux])
-    return keras.Model(inputs, sigmoid_heads(logits), name=f"star_{multi_task}")
+    return keras.Model(inputs, funnel_outputs(logits, funnel), name=f"star_{multi_task}")

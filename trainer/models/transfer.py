@@ -22,16 +22,17 @@ import tf_keras as keras
 
 from trainer.features import InputFeature
 from trainer.layers import DomainEmbedding, DomainTower, FeatureAttention, interactions
-from trainer.models.common import TASKS, check_tasks
-from trainer.models.multi_domain import middle, scene_feature, scene_inputs, sigmoid_heads
+from trainer.models.common import TASKS, TasksArg, check_tasks
+from trainer.models.multi_domain import middle, scene_feature, scene_inputs, funnel_outputs
 
 
 def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
                    multi_task_params: Optional[Mapping[str, Any]] = None, domain_embedding_dim: int = 4,
                    attention_hidden_units: Sequence[int] = (16, 16), tower_dnn_hidden_units: Sequence[int] = (128, 64),
                    domain_tower_dnn_hidden_units: Sequence[int] = (64,), dropout: float = 0.0,
-                   l2_embedding: float = 0.0, task_names: Sequence[str] = TASKS) -> keras.Model:
-    tasks = check_tasks("The transfer model", task_names)
+                   l2_embedding: float = 0.0, tasks: TasksArg = TASKS) -> keras.Model:
+    funnel = check_tasks("The transfer model", tasks)
+    tasks = funnel.task_names
     _, num_domains = scene_feature(features)
     inputs, read, onehot = scene_inputs(features)
     gated = []
@@ -47,7 +48,7 @@ def build_transfer(features: List[InputFeature], multi_task: str = "esmm",
     for task, rep in middle(multi_task, multi_task_params, x, tasks).items():
         logits[task], _, _ = DomainTower(num_domains, tower_dnn_hidden_units, domain_tower_dnn_hidden_units,
                                          dropout, name=f"{task}_tower")([rep, onehot])
-    return keras.Model(inputs, sigmoid_heads(logits), name=f"transfer_{multi_task}")
+    return keras.Model(inputs, funnel_outputs(logits, funnel), name=f"transfer_{multi_task}")
 
 
 def attention_layers(model: keras.Model) -> Dict[str, FeatureAttention]:

@@ -1,5 +1,6 @@
 """Runs the LogJoinExampleGen executor directly (no orchestrator) and reads its output."""
 import glob
+import json
 import os
 
 import pandas as pd
@@ -11,7 +12,8 @@ from pipeline_components.components import log_join
 WINDOW_DAYS = 3.0
 
 
-def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0, evidence_root=None):
+def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0, evidence_root=None, funnel=None):
+    """``funnel``: log_join.funnel (a list of steps) or None for the default funnel."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out / "examples")
     report = log_join.JoinReport()
@@ -20,11 +22,13 @@ def run_join(logs_root, out, run_date, max_quarantine=0.01, delay=0, evidence_ro
     exec_properties = {"logs_root": logs_root, "run_date": run_date, "label_delay_days": delay,
                        "attribution_window_days": WINDOW_DAYS, "eval_percent": 20,
                        "max_quarantine_fraction": max_quarantine, "evidence_root": evidence_root}
+    if funnel is not None:
+        exec_properties["funnel"] = json.dumps(funnel)
     log_join.Executor().Do({}, {"examples": [examples], "join_report": [report]}, exec_properties)
     return examples, report
 
 
-def read_examples(examples_uri):
+def read_examples(examples_uri, labels=("click", "conversion")):
     """Every joined example of an Examples artifact's directory, one row each, with its split."""
     rows = []
     for folder in sorted(glob.glob(os.path.join(examples_uri, "Split-*"))):
@@ -34,6 +38,5 @@ def read_examples(examples_uri):
                 ex = tf.train.Example.FromString(rec.numpy()).features.feature
                 rows.append({"impression_id": ex["impression_id"].bytes_list.value[0].decode(),
                              "scene": ex["scene"].bytes_list.value[0].decode(),
-                             "click": ex["click"].int64_list.value[0],
-                             "conversion": ex["conversion"].int64_list.value[0], "split": split})
+                             **{label: ex[label].int64_list.value[0] for label in labels}, "split": split})
     return pd.DataFrame(rows)
