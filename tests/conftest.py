@@ -73,7 +73,7 @@ E2E_DAYS = "tests/e2e/days/"
 HEAVY_FIRST = (E2E_DAYS, "tests/e2e/test_browser_backfill.py", "tests/e2e/test_beam_runners.py",
                "tests/e2e/test_home_after_move.py",
                "tests/e2e/test_killed_tasks.py",
-               "tests/e2e/test_adult_samples.py",
+               "tests/e2e/test_adult_samples.py", "tests/e2e/test_three_step_funnel.py",
                "tests/pipeline_components/orchestration/test_airflow_ui.py",
                "tests/trainer/test_mirrored.py", "tests/trainer/test_multi_domain.py",
                "tests/pipeline_components/test_add_feature.py")
