@@ -231,9 +231,10 @@ def _three_step(args, seeds: List[int]) -> List[str]:
     from benchmarks import three_step
     impressions = args.three_step_impressions or args.impressions
     command = (f"python -m benchmarks.model_quality --three-step-only --impressions {impressions} "
-               f"--seeds {args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else ""))
+               f"--seeds {args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else "")
+               + (f" --config {args.config}" if args.config else ""))
     return [f"machine: {platform.machine()}, {os.cpu_count()} cores; `{command}`", ""] + three_step.run(
-        args.workdir, args.out, impressions, seeds, MODEL_PARAMS, args.epochs)
+        args.workdir, args.out, impressions, seeds, MODEL_PARAMS, args.epochs, args.config)
 
 
 def _esmm_vs_base(args, prep: Prepared, seeds: List[int], results, orc) -> List[str]:

@@ -63,22 +63,37 @@ def prepare(work: str, impressions: int) -> Prepared:
                                ("p_ctr", "p_cart", "p_purchase")))
 
 
-def trainer_config(model: str, params: dict, seed: int, epochs: int = None) -> dict:
+def trainer_config(model: str, params: dict, seed: int, epochs: int = None, config_path: str = None) -> dict:
+    """configs/three_step.yaml's Trainer with ``params``; with ``config_path`` (e.g.
+    configs/more_epochs.yaml) that file's trainer section over it: epochs, early stopping and the
+    parameters every family takes (the interaction bottom, the embedding penalty), as
+    ``model_quality --config`` does."""
+    import yaml
+
     from configs import load_config, trainer_config as from_config
-    config = load_config(CONFIG)
+    from benchmarks.model_quality import GENERIC_PARAMS
+    overlay = {}
+    if config_path:
+        with open(config_path) as fh:
+            overlay = dict((yaml.safe_load(fh) or {}).get("trainer") or {})
+    overlay = {k: v for k, v in overlay.items() if k not in ("model", "loss_weights")}
+    config = load_config(CONFIG, overrides={"trainer": overlay})
+    generic = {k: v for k, v in (config.trainer.get("model_params") or {}).items() if k in GENERIC_PARAMS}
     losses = FACTOR_LOSSES if model == "bayes_chain" else ENTIRE_SPACE_LOSSES
-    out = from_config(config, model=model, model_params=dict(params), seed=seed, loss_weights=losses)
+    out = from_config(config, model=model, model_params=dict(generic, **params), seed=seed, loss_weights=losses)
     if epochs is not None:
         out["epochs"] = epochs
     return out
 
 
-def train_and_score(prep: Prepared, model: str, params: dict, seed: int, epochs: int = None
-                    ) -> Dict[str, Dict[str, float]]:
-    """Trains once per model directory and scores the eval split (cached beside the model)."""
+def train_and_score(prep: Prepared, model: str, params: dict, seed: int, epochs: int = None,
+                    config_path: str = None) -> Dict[str, Dict[str, float]]:
+    """Trains once per model directory (named by model, config, epochs and seed) and scores the eval
+    split (cached beside the model)."""
     from trainer.run import train
-    cfg = trainer_config(model, params, seed, epochs)
-    out = os.path.join(prep.home, "models", f"{model}_e{cfg['epochs']}_seed{seed}")
+    cfg = trainer_config(model, params, seed, epochs, config_path)
+    tag = os.path.splitext(os.path.basename(config_path))[0] if config_path else "default"
+    out = os.path.join(prep.home, "models", f"{model}_{tag}_e{cfg['epochs']}_seed{seed}")
     if not os.path.exists(os.path.join(out, "saved_model.pb")):
         train(prep.train_files, [prep.eval_files[0]], prep.transform_dir, out, cfg)
     scored = os.path.join(out, "bench_aucs.json")
@@ -140,7 +155,7 @@ def deepest_task(results: Dict[str, Dict[str, Dict[str, tuple]]], orc: Dict[str,
 
 
 def run(work: str, out_dir: str, impressions: int, seeds: List[int], zoo_params: Dict[str, dict],
-        epochs: int = None) -> List[str]:
+        epochs: int = None, config_path: str = None) -> List[str]:
     """The section's markdown lines; writes ``three_step_quality.png`` to ``out_dir``. ``zoo_params``:
     the layer sizes of the models that are not task-order models (model_quality's)."""
     prep = prepare(work, impressions)
@@ -148,15 +163,17 @@ def run(work: str, out_dir: str, impressions: int, seeds: List[int], zoo_params:
     params = dict(zoo_params, **ORDER_PARAMS)
     results = {}
     for model in MODELS:
-        results[model] = summarise([train_and_score(prep, model, params[model], s, epochs) for s in seeds], HEADS)
+        results[model] = summarise([train_and_score(prep, model, params[model], s, epochs, config_path)
+                                    for s in seeds], HEADS)
         print(f"[three-step] {model}: overall {results[model]['overall']}", flush=True)
     auc_bars(results, orc, HEADS, os.path.join(out_dir, "three_step_quality.png"))
     f = prep.eval_frame
-    cfg = trainer_config("esmm", params["esmm"], 0, epochs)
+    cfg = trainer_config("esmm", params["esmm"], 0, epochs, config_path)
     return ["## (c) Three-step funnel: click -> add-to-cart -> conversion", "",
             f"{impressions:,} impressions ({len(f):,} eval: {int(f['click'].sum()):,} clicks, "
             f"{int(f['cart'].sum()):,} carts, {int(f['conversion'].sum()):,} conversions); {cfg['epochs']} epochs "
-            f"at most; seeds {seeds}. Conditional heads (cart, purchase) are scored on the rows where their parent "
+            f"at most (early stopping {cfg.get('early_stopping')}, embedding penalty "
+            f"{cfg['model_params'].get('l2_embedding', 0)}); seeds {seeds}. Conditional heads (cart, purchase) are scored on the rows where their parent "
             "happened, entire-space heads on every impression. The Bayesian chain trains its factors; every other "
             "model the entire-space heads.", ""] + table(results, orc) + [
             "", "### The deepest task (conversion), overall", ""] + deepest_task(results, orc) + [""]
