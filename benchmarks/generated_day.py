@@ -18,6 +18,8 @@ import pandas as pd
 
 DAY = dt.date(2026, 11, 20)
 HEADS = ("ctr", "cvr_clicked", "cvr_entire", "ctcvr")
+# model_params every family takes, kept from a benchmark's --config (and configs/pipeline.yaml under it)
+GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers", "bottom", "bottom_params")
 
 
 @dataclasses.dataclass

@@ -43,8 +43,8 @@ from typing import Dict, List  # noqa: E402
 
 from benchmarks import gbdt, matched_form  # noqa: E402
 from benchmarks.output import auc_bars, parse_with_locations, write_markdown  # noqa: E402
-from benchmarks.generated_day import (DAY, HEADS, Prepared, aucs, oracle, prepare, score,  # noqa: E402,F401
-                                      summarise)
+from benchmarks.generated_day import (DAY, GENERIC_PARAMS, HEADS, Prepared, aucs, oracle,  # noqa: E402,F401
+                                      prepare, score, summarise)
 
 MODEL_PARAMS = {
     "shared_bottom": {"bottom_dnn_hidden_units": [128, 64], "tower_dnn_hidden_units": [64]},
@@ -57,8 +57,6 @@ MODEL_PARAMS = {
 }
 
 
-# model_params every family takes, kept from --config (and configs/pipeline.yaml under it)
-GENERIC_PARAMS = ("l2_embedding", "l2_embedding_scope", "initializers", "bottom", "bottom_params")
 
 
 def trainer_config(model: str, seed: int, epochs: int = None, config_path: str = None,

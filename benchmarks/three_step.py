@@ -22,7 +22,7 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from benchmarks.generated_day import DAY, Prepared, eval_frame, score, summarise
+from benchmarks.generated_day import DAY, GENERIC_PARAMS, Prepared, eval_frame, score, summarise
 from benchmarks.output import auc_bars
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "three_step.yaml")
@@ -71,7 +71,6 @@ def trainer_config(model: str, params: dict, seed: int, epochs: int = None, conf
     import yaml
 
     from configs import load_config, trainer_config as from_config
-    from benchmarks.model_quality import GENERIC_PARAMS
     overlay = {}
     if config_path:
         with open(config_path) as fh:

@@ -152,15 +152,6 @@ class PipelineConfig:
                     raise TaskConfigError(f"task {task.name!r} has {role} {column!r}, which the feature spec "
                                           f"{self.feature_spec_path} does not declare under `labels:` ({declared}); "
                                           "declare it there (the Trainer reads labels from that list)")
-        if (self.raw.get("input") or {}).get("kind", "logs") == "logs":   # labels come from the log join
-            from schemas import load_raw_schema
-            joined = [step.get("label") for step in (self.raw["log_join"].get("funnel") or [])]
-            impression_fields = list(load_raw_schema(self.raw_events_path)["logs"]["impressions"]["fields"])
-            for task in funnel.tasks:
-                if task.label not in joined + impression_fields:
-                    raise TaskConfigError(f"task {task.name!r} learns from {task.label!r}, which no step of "
-                                          f"log_join.funnel labels (it labels {joined}) and the impressions log "
-                                          "does not carry; add the log that sets it, or use input.kind: samples")
         return funnel
 
     @property
@@ -243,17 +234,23 @@ def trainer_config(config: PipelineConfig, **overrides: Any) -> Dict[str, Any]:
     return out
 
 
-# Mappings keyed by head: a user's file replaces them whole, because its heads may not be the
-# default funnel's (a merge would keep ctr/ctcvr weights for a funnel that has no such heads).
+# Mappings keyed by head: a user's file that declares its own `tasks:` replaces them whole, because
+# its heads are not the default funnel's (a merge would keep ctr/ctcvr weights for a funnel that has
+# no such heads). Without `tasks:` they merge like every other mapping.
 PER_HEAD = {("trainer", "loss_weights"), ("evaluator", "auc_floor"), ("evaluator", "max_auc_drop")}
 
 
-def _merge(base: Dict[str, Any], override: Dict[str, Any], where: tuple = ()) -> Dict[str, Any]:
+def _merge(base: Dict[str, Any], override: Dict[str, Any], where: tuple = (),
+           replace: frozenset = frozenset()) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
-        mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and where + (k,) not in PER_HEAD
-        out[k] = _merge(out[k], v, where + (k,)) if mergeable else v
+        mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and where + (k,) not in replace
+        out[k] = _merge(out[k], v, where + (k,), replace) if mergeable else v
     return out
+
+
+def _merge_user(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    return _merge(base, override, replace=frozenset(PER_HEAD) if "tasks" in (override or {}) else frozenset())
 
 
 def load_config(path: Optional[str] = None, home: Optional[str] = None,
@@ -269,7 +266,7 @@ def load_config(path: Optional[str] = None, home: Optional[str] = None,
         raw = yaml.safe_load(fh)
     if os.path.abspath(path) != DEFAULT_CONFIG:
         with open(path) as fh:
-            raw = _merge(raw, yaml.safe_load(fh) or {})
-    raw = _merge(raw, overrides or {})
+            raw = _merge_user(raw, yaml.safe_load(fh) or {})
+    raw = _merge_user(raw, overrides or {})
     home = os.path.abspath(home or os.environ.get("RANKPIPE_HOME") or os.path.join(REPO_ROOT, "work"))
     return PipelineConfig(raw=raw, home=home, path=path)

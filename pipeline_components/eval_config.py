@@ -72,7 +72,13 @@ def gate_thresholds(evaluator: Dict[str, Any], heads: Dict[str, Any]) -> Dict[st
     out: Dict[str, Any] = {}
     for key, kind in PER_HEAD_KEYS:
         applies = heads_of_type(heads, kind)
-        out[key] = per_head(evaluator.get(key), applies, key) if applies else {}
+        value = evaluator.get(key)
+        other = sorted(set(value) & set(heads) - set(applies)) if isinstance(value, dict) else []
+        if other:
+            use = "max_mse_increase" if kind == "binary" else "auc_floor and max_auc_drop"
+            raise ValueError(f"evaluator.{key} names {other}, which are {'regression' if kind == 'binary' else 'probability'} "
+                             f"heads: {key} applies to {kind} heads only (use {use})")
+        out[key] = per_head(value, applies, key) if applies else {}
     return dict(out, calibration_band=calibration_band(evaluator))
 
 

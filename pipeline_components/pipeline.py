@@ -18,7 +18,8 @@ from tfx.orchestration import data_types  # noqa: E402
 from pipeline_components.components import beam_dependencies  # noqa: E402
 from pipeline_components.components.anomalies_gate import AnomaliesGate  # noqa: E402
 from pipeline_components.components.deployment_gate import BLESSING_KEY, DeploymentGate  # noqa: E402
-from pipeline_components.components.log_join import LogJoinExampleGen  # noqa: E402
+from pipeline_components.components.log_join import (LogJoinExampleGen, check_task_labels,  # noqa: E402
+                                                      funnel_of)
 from pipeline_components.components.sample_import import SampleImportExampleGen  # noqa: E402
 from pipeline_components.components.resolvers import BLESSING_KEY as BASELINE_BLESSING_KEY  # noqa: E402
 from pipeline_components.components.resolvers import MODEL_KEY as BASELINE_MODEL_KEY  # noqa: E402
@@ -37,6 +38,8 @@ beam_dependencies.install()
 
 def log_join_component(config: PipelineConfig, run_date: Union[str, data_types.RuntimeParameter]) -> LogJoinExampleGen:
     join = config.log_join
+    check_task_labels(config.funnel, funnel_of(join.get("funnel"), float(join["attribution_window_days"]),
+                                               config.raw_events_path), config.raw_events_path)
     return LogJoinExampleGen(
         logs_root=config.logs_root, run_date=run_date, raw_schema_path=config.raw_events_path,
         label_delay_days=int(join["label_delay_days"]),

@@ -48,7 +48,8 @@ MAX_BUCKETS = 1 << 18
 class GateMetrics(metric_types.Metric):
     """``heads`` maps each head to whether it is evaluated weighted (its example weight from the
     ModelSpec). The computation is created once, by the MetricsSpec of the first head; the other
-    heads' specs hold the same metric only so their thresholds attach to their ``auc`` key."""
+    heads' specs hold the same metric only so their thresholds attach to their own key (``auc``, or
+    ``mean_squared_error`` for a head in ``regression``)."""
 
     def __init__(self, name: str = AUC, heads: Optional[Dict[str, bool]] = None, example_count: bool = True,
                  regression: Optional[List[str]] = None):

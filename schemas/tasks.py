@@ -157,6 +157,12 @@ def _task(entry: Any, position: int) -> Task:
             raise TaskConfigError(f"{where}: {key} must be a name (letters, digits, _), got {value!r}")
     if kind == "regression" and entry.get("entire_space_head"):
         raise TaskConfigError(f"{where} is a regression task: it has no entire-space head (entire_space_head)")
+    if entry.get("entire_space_head") and entry.get("after") is None:
+        raise TaskConfigError(f"{where} follows the impression: its own head is already its entire-space "
+                              "probability (entire_space_head is for a task with `after`)")
+    if entry["name"] == "default":
+        raise TaskConfigError("a task may not be named 'default': per-head settings use that key for "
+                              "the heads they do not name")
     return Task(name=entry["name"], label=entry["label"], after=entry.get("after"), type=kind,
                 eval_weight=entry.get("eval_weight"), entire_space_head=entry.get("entire_space_head"))
 

@@ -58,6 +58,8 @@ def test_a_three_step_funnel_derives_conditional_and_entire_space_heads():
     ([{"name": "ctr", "label": "click"}, {"name": "cart", "label": "cart", "after": "ctr", "entire_space_head": "ctr"}],
      "head 'ctr' .* clashes"),
     ([{"name": "ctr", "label": "click", "weight": 2}], r"task 'ctr' has unknown keys \['weight'\]"),
+    ([{"name": "ctr", "label": "click", "entire_space_head": "p_click"}], "task 'ctr' follows the impression"),
+    ([{"name": "default", "label": "click"}], "may not be named 'default'"),
     ([{"name": "ctr"}], "task 'ctr' needs a label"),
     ([{"name": "ctr", "label": "click", "type": "ordinal"}], "task 'ctr' has type 'ordinal'"),
     ([], "tasks must be a non-empty list"),
@@ -134,13 +136,35 @@ def test_a_task_label_the_feature_spec_does_not_declare_is_an_error(tmp_path):
         config.heads
 
 
-def test_in_logs_mode_a_task_label_no_join_step_writes_is_an_error(tmp_path):
-    config = _user_config(tmp_path, {
-        "schemas": {"features": "schemas/three_step/features.yaml", "tfdv": "schemas/three_step/schema.pbtxt"},
-        "tasks": [{"name": "ctr", "label": "click"}, {"name": "cart", "label": "cart", "after": "ctr"}],
-        "trainer": {"loss_weights": {"ctr": 1.0, "cart_es": 1.0}}})   # the default join has no carts step
+def _check_against_join(config):
+    from pipeline_components.components.log_join import check_task_labels, funnel_of
+    join = config.log_join
+    check_task_labels(config.funnel, funnel_of(join.get("funnel"), join["attribution_window_days"],
+                                               config.raw_events_path), config.raw_events_path)
+
+
+def test_in_logs_mode_the_tasks_must_match_the_labels_and_order_the_join_writes(tmp_path):
+    three_step = {"schemas": {"features": "schemas/three_step/features.yaml", "tfdv": "schemas/three_step/schema.pbtxt"},
+                  "tasks": [{"name": "ctr", "label": "click"}, {"name": "cart", "label": "cart", "after": "ctr"},
+                            {"name": "purchase", "label": "conversion", "after": "cart"}],
+                  "trainer": {"loss_weights": {"ctr": 1.0, "cart_es": 1.0, "purchase_es": 1.0}}}
     with pytest.raises(TaskConfigError, match="task 'cart' learns from 'cart', which no step of log_join.funnel "
                                               r"labels \(it labels \['click', 'conversion'\]\)"):
-        config.heads
+        _check_against_join(_user_config(tmp_path, three_step))   # the default join has no carts step
+    skipping = dict(three_step, log_join={"funnel": [
+        {"log": "clicks", "label": "click"}, {"log": "carts", "label": "cart", "after": "click"},
+        {"log": "conversions", "label": "conversion", "after": "click"}]})   # conversions not after carts
+    with pytest.raises(TaskConfigError, match="task 'purchase' comes after 'cart' .* joins 'conversion' after "
+                                              "click: its labels would not be nested under 'cart'"):
+        _check_against_join(_user_config(tmp_path, skipping))
+    _check_against_join(load_config(os.path.join(REPO_ROOT, "configs", "three_step.yaml"), home=str(tmp_path)))
+    _check_against_join(_user_config(tmp_path, {"log_join": {"funnel": None}}))   # null: the default join
     assert list(load_config(os.path.join(REPO_ROOT, "configs", "three_step.yaml"), home=str(tmp_path)).heads) == [
         "ctr", "cart", "cart_es", "purchase", "purchase_es"]
+
+
+def test_without_tasks_a_users_per_head_mapping_merges_with_the_defaults(tmp_path):
+    config = _user_config(tmp_path, {"trainer": {"loss_weights": {"ctcvr": 2.0}},
+                                     "evaluator": {"max_auc_drop": {"cvr": 0.05}}})
+    assert config.trainer["loss_weights"] == {"ctr": 1.0, "ctcvr": 2.0}
+    assert gate_thresholds(config.evaluator, config.heads)["max_auc_drop"] == {"ctr": 0.01, "cvr": 0.05, "ctcvr": 0.01}

@@ -56,7 +56,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from schemas import scene_of
-from trainer.balancing import weighted_bce
 from trainer.features import InputFeature
 
 DEFAULTS: Dict[str, Any] = {
@@ -274,7 +273,7 @@ class SelectionLearner:
             outer.watch(u)
             with tf.GradientTape() as inner:
                 out = model.model(x, training=False)
-                per_example = tf.add_n([model.task_weights[i] * weighted_bce(y[h], out[h])
+                per_example = tf.add_n([model.task_weights[i] * model._per_example_loss(h, y, out)
                                         for i, h in enumerate(model.heads)])
                 weighted = tf.reduce_sum(u * per_example)
             back = inner.gradient(weighted, variables)

@@ -72,7 +72,9 @@ class Executor(base_executor.BaseExecutor):
         compared_with = baseline_line(baseline_models, baseline_blessings)
         context = [f"span {span_date}; candidate model {model.uri}", compared_with,
                    f"min_scene_examples {min_n:,.0f}; auc_floor {thresholds['auc_floor']}; "
-                   f"max_auc_drop {thresholds['max_auc_drop']}; calibration_band {thresholds.get('calibration_band')}"]
+                   f"max_auc_drop {thresholds['max_auc_drop']}; "
+                   + (f"max_mse_increase {thresholds['max_mse_increase']}; " if thresholds.get("max_mse_increase") else "")
+                   + f"calibration_band {thresholds.get('calibration_band')}"]
         table = gate_report.rows(candidate, baseline, heads, scenes, min_n, thresholds)
         text = gate_report.markdown(f"Deployment gate, {span_date}", decision, table, context)
         with tf.io.gfile.GFile(os.path.join(report.uri, "report.md"), "w") as fh:

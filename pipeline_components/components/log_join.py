@@ -201,6 +201,35 @@ def funnel_of(spec: Optional[Sequence[Mapping[str, Any]]], attribution_window_da
                                    reserved_columns=schema["logs"]["impressions"]["fields"])
 
 
+def check_task_labels(tasks, join: join_logic.Funnel, raw_schema_path: Optional[str] = None) -> None:
+    """The task funnel (``tasks:``, schemas/tasks.py) against the join's: each task learns from a label
+    the join writes (or a column of the impressions), and a task's parent's label is an ancestor of
+    its label in the join, so the labels it is trained and evaluated on are nested as the heads
+    assume (purchase after cart needs conversions joined after carts, not after clicks). A
+    TaskConfigError names the task."""
+    from schemas.tasks import TaskConfigError
+    impression_fields = list(load_raw_schema(raw_schema_path or RAW_EVENTS_PATH)["logs"]["impressions"]["fields"])
+    after = {s.label: s.after for s in join.steps}
+    for task in tasks.tasks:
+        if task.label not in after and task.label not in impression_fields:
+            hint = ("a regression label must be a column of the impressions log (or use input.kind: samples)"
+                    if not task.binary else "add the log that sets it to log_join.funnel, or use input.kind: samples")
+            raise TaskConfigError(f"task {task.name!r} learns from {task.label!r}, which no step of log_join.funnel "
+                                  f"labels (it labels {list(after)}) and the impressions log does not carry; {hint}")
+        parent = tasks.parent(task.name)
+        if parent is None or task.label not in after:
+            continue
+        ancestors, label = [], after[task.label]
+        while label is not None:
+            ancestors.append(label)
+            label = after.get(label)
+        if parent.label not in ancestors:
+            raise TaskConfigError(
+                f"task {task.name!r} comes after {parent.name!r} (label {parent.label!r}), but log_join.funnel joins "
+                f"{task.label!r} after {' <- '.join(ancestors) or 'the impression'}: its labels would not be nested "
+                f"under {parent.label!r}; make the join's step for {task.label!r} come after {parent.label!r}")
+
+
 def _funnel_json(funnel: join_logic.Funnel) -> List[Dict[str, Any]]:
     return [{"log": s.log, "label": s.label, "after": s.after,
              "attribution_window_days": None if s.window_us is None else s.window_us / DAY_US}

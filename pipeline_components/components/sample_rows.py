@@ -94,6 +94,10 @@ def make_settings(schema: SampleSchema, tasks: List[Dict[str, Any]], scene_colum
         if not task.binary and field["type"] == "string":
             raise SampleSettingsError(f"task {task.name!r} is a regression: its label {task.label!r} must be "
                                       f"numeric in {where}")
+        if not field.get("required"):
+            # a row without its label would only fail later, in Transform or the Trainer's parsing
+            raise SampleSettingsError(f"task {task.name!r} learns from column {task.label!r}: declare it "
+                                      f"required in {where} (a row without it is quarantined)")
     if schema.scene_column is not None and schema.scene_column != scene_column:
         raise SampleSettingsError(f"{where} names the scene column {schema.scene_column!r}, but the feature spec's "
                                   f"scene feature reads {scene_column!r}: make them the same column")
@@ -250,6 +254,7 @@ def validate(table: pa.Table, chunk: SampleChunk, settings: Settings) -> ChunkRe
             reject(null, f"missing required field '{name}'")
         if attrs["type"] == "double":
             reject(_mask(pc.is_nan(col)), f"{name} is NaN")
+            reject(_mask(pc.is_inf(col)), f"{name} is infinite")
         if "allowed" in attrs:
             ok = _mask(pc.is_in(col, value_set=pa.array(attrs["allowed"], type=want)))
             reject(~ok & ~null, f"unknown {name} (allowed: {', '.join(str(v) for v in attrs['allowed'])})")

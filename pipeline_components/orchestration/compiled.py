@@ -30,11 +30,12 @@ RESOLVER_TYPE = "tfx.dsl.components.common.resolver.Resolver"
 # pipeline without defining it, so editing them keeps the compiled pipeline current.
 PIPELINE_SOURCES = ("configs/__init__.py", "pipeline_components/pipeline.py",
                     "pipeline_components/eval_config.py", "pipeline_components/spans.py",
-                    "pipeline_components/components/*.py")
+                    "pipeline_components/components/*.py", "schemas/*.py", "schemas/**/*.yaml")
 
 
 def pipeline_sources() -> List[str]:
-    return [f for pattern in PIPELINE_SOURCES for f in sorted(glob.glob(os.path.join(REPO_ROOT, pattern)))]
+    return [f for pattern in PIPELINE_SOURCES
+            for f in sorted(glob.glob(os.path.join(REPO_ROOT, pattern), recursive=True))]
 
 
 class CompiledPipelineError(RuntimeError):

@@ -62,6 +62,7 @@ BAD = [
     ({"device": "tv"}, "unknown device (allowed: ios, android)"),
     ({"user": None}, "missing required field 'user'"),
     ({"price": float("nan")}, "price is NaN"),
+    ({"price": float("inf")}, "price is infinite"),
     ({"click": 2, "conversion": 0}, "label 'click' of task 'ctr' is not 0 or 1"),
     ({"click": 0, "conversion": 1}, "label 'conversion' of task 'cvr' is set where its parent task 'ctr' ('click') is 0: "
                                     "labels must be nested (task cvr comes after ctr)"),
@@ -236,13 +237,14 @@ def test_over_the_quarantine_limit_fails_with_reasons_and_keeps_the_evidence(tmp
     with pytest.raises(log_join.QuarantineThresholdError) as err:
         run_import(root, tmp_path / "out", _schema(tmp_path), max_quarantine=0.01, evidence_root=str(evidence))
     msg = str(err.value)
-    assert msg.startswith(f"sample import for {DAY} failed: 7 of 107 rows quarantined (6.54%), over "
-                          "log_join.max_quarantine_fraction = 1.00%")
+    n = len(BAD)
+    assert msg.startswith(f"sample import for {DAY} failed: {n} of {100 + n} rows quarantined "
+                          f"({n / (100 + n):.2%}), over log_join.max_quarantine_fraction = 1.00%")
     assert "samples: unknown device (allowed: ios, android): 1" in msg
     kept = evidence / DAY.isoformat() / "attempt-1"
     assert str(kept / "quarantine") in msg
-    assert json.load(open(kept / "join_report.json"))["accounting"]["samples"]["quarantined"] == 7
-    assert len(quarantined(str(kept))) == 7
+    assert json.load(open(kept / "join_report.json"))["accounting"]["samples"]["quarantined"] == n
+    assert len(quarantined(str(kept))) == n
 
 
 def test_an_unreadable_file_is_counted_and_fails_the_day(tmp_path):
@@ -279,6 +281,10 @@ def test_settings_that_do_not_fit_fail_before_any_row_is_read(tmp_path):
         sample_rows.make_settings(schema, TASKS, "scene", "all", "age")
     with pytest.raises(sample_rows.SampleSettingsError, match="label 'user' must be an int64"):
         sample_rows.make_settings(schema, [{"name": "x", "label": "user"}], "scene", "all", None)
+    with pytest.raises(sample_rows.SampleSettingsError, match="task 'years' learns from column 'age': declare it "
+                                                              "required"):
+        sample_rows.make_settings(schema, [{"name": "years", "label": "age", "type": "regression"}], "scene", "all",
+                                  None)
     with_scene = dict(SCHEMA, scene_column="domain", scenes=["a", "b"],
                       fields=dict(SCHEMA["fields"], domain={"type": "string"}))
     scened = load_sample_schema(_schema(tmp_path, with_scene, "scened.yaml"))
