@@ -236,7 +236,8 @@ def trainer_config(config: PipelineConfig, **overrides: Any) -> Dict[str, Any]:
 
 # Mappings keyed by head: a user's file that declares its own `tasks:` replaces them whole, because
 # its heads are not the default funnel's (a merge would keep ctr/ctcvr weights for a funnel that has
-# no such heads). Without `tasks:` they merge like every other mapping.
+# no such heads). Without `tasks:` they merge like every other mapping, and a head set to null is
+# removed (e.g. `loss_weights: {cvr: 1.0, ctcvr: null}` trains cvr on its given rows instead).
 PER_HEAD = {("trainer", "loss_weights"), ("evaluator", "auc_floor"), ("evaluator", "max_auc_drop")}
 
 
@@ -244,6 +245,9 @@ def _merge(base: Dict[str, Any], override: Dict[str, Any], where: tuple = (),
            replace: frozenset = frozenset()) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
+        if v is None and where in PER_HEAD:
+            out.pop(k, None)
+            continue
         mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and where + (k,) not in replace
         out[k] = _merge(out[k], v, where + (k,), replace) if mergeable else v
     return out

@@ -163,8 +163,11 @@ def test_in_logs_mode_the_tasks_must_match_the_labels_and_order_the_join_writes(
         "ctr", "cart", "cart_es", "purchase", "purchase_es"]
 
 
-def test_without_tasks_a_users_per_head_mapping_merges_with_the_defaults(tmp_path):
+def test_without_tasks_a_users_per_head_mapping_merges_with_the_defaults_and_null_removes_a_head(tmp_path):
     config = _user_config(tmp_path, {"trainer": {"loss_weights": {"ctcvr": 2.0}},
                                      "evaluator": {"max_auc_drop": {"cvr": 0.05}}})
     assert config.trainer["loss_weights"] == {"ctr": 1.0, "ctcvr": 2.0}
+    factors = _user_config(tmp_path, {"trainer": {"loss_weights": {"cvr": 1.0, "ctcvr": None}}})
+    assert factors.trainer["loss_weights"] == {"ctr": 1.0, "cvr": 1.0}
+    assert factors.evaluator["calibration_band"] is not None   # null removes only inside per-head mappings
     assert gate_thresholds(config.evaluator, config.heads)["max_auc_drop"] == {"ctr": 0.01, "cvr": 0.05, "ctcvr": 0.01}

@@ -34,12 +34,14 @@ def day(tmp_path_factory):
     home = str(tmp_path_factory.mktemp("three_step"))
     write_days(os.path.join(home, "logs"), os.path.join(home, "truth"), DAY, 1, IMPRESSIONS,
                world_config=WorldConfig(carts=True), progress=None)
-    # the chain's factors, each trained on its given rows; floors at chance (a few hundred carts: this
-    # test is about which heads exist and where they are measured, the benchmark measures quality)
+    # the chain's factors, each trained on its given rows (null removes three_step.yaml's entire-space
+    # losses); floors at chance (a few hundred carts: this test is about which heads exist and where
+    # they are measured, the benchmark measures quality)
     overrides = {"trainer": {"model": "bayes_chain", "epochs": 2,
                              "model_params": {"bottom_dnn_hidden_units": [32], "tower_dnn_hidden_units": [16]},
-                             "loss_weights": {"ctr": 1.0, "cart": 1.0, "purchase": 1.0}},
-                 "evaluator": {"auc_floor": {"default": 0.0}, "calibration_band": None},
+                             "loss_weights": {"ctr": 1.0, "cart": 1.0, "purchase": 1.0,
+                                              "cart_es": None, "purchase_es": None}},
+                 "evaluator": {"auc_floor": {"default": 0.0, "ctr": 0.0}, "calibration_band": None},
                  "serving_check": UNTIMED_SERVING_CHECK}
     config = load_config(os.path.join(REPO_ROOT, "configs", "three_step.yaml"), home, overrides=overrides)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, DAY.isoformat()))
