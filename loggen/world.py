@@ -139,15 +139,14 @@ class World:
             cart_rng = np.random.default_rng(np.random.SeedSequence([c.seed, 3]))
             self.item_cart_quality = cart_rng.normal(0.0, 0.5, c.n_items)
 
-    def true_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray,
-                           position: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Returns (pCTR, pCVR) for index arrays of scene, user, item and position."""
-        ctr_bias = np.array([p.ctr_bias for p in self.scene_params])[scene]
-        cvr_bias = np.array([p.cvr_bias for p in self.scene_params])[scene]
-        w_price = np.array([p.price_weight for p in self.scene_params])[scene]
-        w_brand = np.array([p.brand_weight for p in self.scene_params])[scene]
-        price_z = self.item_price_z[item]
-        brand = self.brand_strength[self.item_brand[item]]
+    def _scene_param(self, name: str, scene: np.ndarray) -> np.ndarray:
+        return np.array([getattr(p, name) for p in self.scene_params])[scene]
+
+    def _funnel_terms(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray) -> Tuple[np.ndarray, ...]:
+        """The per-row terms every step of the funnel draws on: (cvr_bias, price weight, brand weight,
+        price z-score, brand strength, the shared click signal), with the covariate-shift
+        population's affinities and low-income price weight where the world has one."""
+        w_price = self._scene_param("price_weight", scene)
         segment, category = self.user_segment[user], self.item_category[item]
         if self.population is None:
             affinity = self.affinity[segment, category]
@@ -155,6 +154,14 @@ class World:
             affinity = np.stack(self.population.affinity)[scene, segment, category]
             w_price = w_price + self.config.low_income_price_weight * (segment < self.population.n_low)
         shared = self.user_ctr_bias[user] + self.item_ctr_quality[item] + affinity
+        return (self._scene_param("cvr_bias", scene), w_price, self._scene_param("brand_weight", scene),
+                self.item_price_z[item], self.brand_strength[self.item_brand[item]], shared)
+
+    def true_probabilities(self, scene: np.ndarray, user: np.ndarray, item: np.ndarray,
+                           position: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Returns (pCTR, pCVR) for index arrays of scene, user, item and position."""
+        ctr_bias = self._scene_param("ctr_bias", scene)
+        cvr_bias, w_price, w_brand, price_z, brand, shared = self._funnel_terms(scene, user, item)
         own = self.user_cvr_bias[user] + self.item_cvr_quality[item]
         rho = self.config.task_correlation
         ctr_price, cvr_price = w_price * price_z, 1.5 * w_price * price_z
@@ -175,18 +182,8 @@ class World:
         buying a carted item follows the user (their CVR bias) and the item's CVR quality."""
         if not self.config.carts:
             raise ValueError("true_cart_probabilities needs WorldConfig(carts=True)")
-        cvr_bias = np.array([p.cvr_bias for p in self.scene_params])[scene]
-        w_price = np.array([p.price_weight for p in self.scene_params])[scene]
-        w_brand = np.array([p.brand_weight for p in self.scene_params])[scene]
-        price_z = self.item_price_z[item]
-        brand = self.brand_strength[self.item_brand[item]]
-        segment, category = self.user_segment[user], self.item_category[item]
-        affinity = (self.affinity[segment, category] if self.population is None
-                    else np.stack(self.population.affinity)[scene, segment, category])
-        if self.population is not None:
-            w_price = w_price + self.config.low_income_price_weight * (segment < self.population.n_low)
+        cvr_bias, w_price, w_brand, price_z, brand, shared = self._funnel_terms(scene, user, item)
         rho = self.config.task_correlation
-        shared = self.user_ctr_bias[user] + self.item_ctr_quality[item] + affinity
         cart_logit = (cvr_bias + self.config.cart_offset + rho * shared
                       + math.sqrt(1.0 - rho * rho) * self.item_cart_quality[item]
                       + w_price * price_z + 0.5 * w_brand * brand)
