@@ -114,8 +114,9 @@ def check_calibration(metrics: Metrics, slice_: str, head: str, thresholds: Dict
     positives = mean_label * n if mean_label is not None and n is not None else None
     z = float((thresholds.get("calibration_band") or {}).get("z", 0.0))
     # The widening is a count's sampling error: a regression head's label sum is not a count (its value
-    # would depend on the label's unit), so its band is not widened.
-    regression = head in (thresholds.get("max_mse_increase") or {})
+    # would depend on the label's unit), so its band is not widened. A regression head is the one with
+    # an MSE (tfma_metrics): its own metrics say so, whichever thresholds the caller passes.
+    regression = "mean_squared_error" in m
     counted = value is not None and value == value and positives is not None and positives > 0 and not regression
     margin = z * value / positives ** 0.5 if counted else 0.0
     return CalibrationCheck(value, band_of(thresholds, slice_), margin, positives)

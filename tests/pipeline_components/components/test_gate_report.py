@@ -121,6 +121,22 @@ def test_the_band_widens_by_the_sampling_error_of_few_positive_labels():
     assert not decide([], True, cand, {}, False, 5000, noisy, [], ["ctr"], []).blessed
 
 
+def test_a_regression_heads_band_is_never_widened_whoever_checks_it():
+    """A regression head's label sum is not a count: the gate and `rankpipe report` (which passes
+    only the band, no max_mse_increase) both check its calibration against the band as it is."""
+    from pipeline_components.components.gate_report import check_calibration
+    band = {"calibration_band": dict(BANDED["calibration_band"], z=2.0)}
+    m = {("overall", "_all"): {"example_count": 400.0},
+         ("overall", "dwell"): {"calibration": 0.85, "mean_label": 1.0, "mean_squared_error": 4.0}}
+    for thresholds in (band, dict(band, max_mse_increase={"dwell": 0.05})):
+        check = check_calibration(m, "overall", "dwell", thresholds)
+        assert check.margin == 0.0 and check.flag == "under-predicts by 15%"
+    # The same numbers on a probability head: 400 positive labels widen the band by 2 x 0.85 / 20.
+    del m[("overall", "dwell")]["mean_squared_error"]
+    check = check_calibration(m, "overall", "dwell", band)
+    assert abs(check.margin - 0.085) < 1e-12 and check.flag == ""
+
+
 def test_without_a_band_calibration_does_not_gate_and_the_table_flags_what_is_outside():
     cand = calibrated({("overall", "ctr"): 0.5, ("main_search", "ctr"): 1.0, ("promo_feed", "ctr"): 1.0})
     assert decide([], True, cand, {}, False, 5000, THRESHOLDS, [], ["ctr"], ["main_search"]).blessed
