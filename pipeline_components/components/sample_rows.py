@@ -291,6 +291,19 @@ def validate(table: pa.Table, chunk: SampleChunk, settings: Settings) -> ChunkRe
     return ChunkResult(good if good is not None and good.num_rows else None, quarantine, notes, n)
 
 
+def _to_file_rows(quarantine: List[Dict[str, Any]], malformed: List[Dict[str, Any]], parsed: int) -> None:
+    """``validate`` numbers rows in the parsed table, which has no malformed CSV lines: each such
+    line before a row shifts it by one. Renumbered here to the file's data rows (what ``row`` of a
+    malformed line is), so every record points at its own line (line = row + 2, after the header)."""
+    skipped = sorted(m["row"] for m in malformed if m["row"] >= 0)
+    if not skipped:
+        return
+    file_rows = np.setdiff1d(np.arange(parsed + len(skipped)), skipped)
+    for q in quarantine:
+        if q["row"] is not None:
+            q["row"] = int(file_rows[q["row"]])
+
+
 def read_chunk(chunk: SampleChunk, settings: Settings) -> ChunkResult:
     """Reads and validates one chunk; a file that cannot be read is one quarantine record with row=None."""
     if chunk.row_group < 0:
@@ -305,6 +318,7 @@ def read_chunk(chunk: SampleChunk, settings: Settings) -> ChunkResult:
         what = "file" if chunk.format == "csv" else f"row group {chunk.row_group}"
         return _unreadable(chunk, f"unreadable {what}: {exc}")
     result = validate(table, chunk, settings)
+    _to_file_rows(result.quarantine, malformed, result.input_rows)
     result.quarantine = malformed + result.quarantine
     result.input_rows += len(malformed)
     return result

@@ -211,6 +211,9 @@ def test_csv_with_a_declared_schema_quarantines_bad_values_and_lines_not_the_fil
         "samples: missing required field 'user'": 1}
     [line] = [q for q in quarantined(artifact.uri) if "malformed" in q["reason"]]
     assert line["line"] == 204 and line["values"] == {"text": "s80002,u1,5.0,30,ios,0"}
+    # Every record's row is its data row in the file (line - 2), also after the skipped line.
+    at = {q["values"].get("sample_id", q["values"].get("text", "")[:6]): q["row"] for q in quarantined(artifact.uri)}
+    assert at == {"s80000": 200, "s80001": 201, "s80002": 202, "s80003": 203}
     rows = read_examples(str(tmp_path / "out" / "examples")).set_index("sample_id")
     assert rows.loc["s80004", "age"] is None or pd.isna(rows.loc["s80004", "age"])
     assert rows.loc["s00003", "price"] == pytest.approx(good.loc[3, "price"], abs=1e-4)
