@@ -61,10 +61,10 @@ class GateMetrics(metric_types.Metric):
         return False
 
 
-def metric_names(name: str, weighted: bool, regression: bool) -> tuple:
+def metric_names(weighted: bool, regression: bool) -> tuple:
     """The metrics one head gets: ranking and log-loss for a probability, squared error for a value.
-    ``name`` (the instance's: ``auc``, or ``mean_squared_error`` in a regression head's spec) only says
-    which key that spec's thresholds attach to; the keys are the same whichever spec creates them."""
+    The keys are the same whichever spec creates them: a GateMetrics ``name`` (``auc``, or
+    ``mean_squared_error`` in a regression head's spec) only says which key its thresholds attach to."""
     first = (MSE,) if regression else (AUC, LOG_LOSS)
     return first + (CALIBRATION, MEAN_LABEL) + ((WEIGHTED_COUNT,) if weighted else ())
 
@@ -72,6 +72,7 @@ def metric_names(name: str, weighted: bool, regression: bool) -> tuple:
 def _computations(name: str, heads: Dict[str, bool], example_count: bool, regression: List[str] = (),
                   model_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
                   example_weighted: bool = False) -> metric_types.MetricComputations:
+    del name  # TFMA passes the instance's name; the keys do not depend on it (metric_names)
     if not heads:
         raise ValueError("GateMetrics needs heads: {head: weighted}")
     first = next(iter(heads))
@@ -82,11 +83,11 @@ def _computations(name: str, heads: Dict[str, bool], example_count: bool, regres
                          f"config but its MetricsSpec says example_weighted={example_weighted}")
     models = list(model_names or [""])
     keys = [metric_types.MetricKey(n, model_name=m, output_name=h, example_weighted=w)
-            for m in models for h, w in heads.items() for n in metric_names(name, w, h in regression)]
+            for m in models for h, w in heads.items() for n in metric_names(w, h in regression)]
     if example_count:
         keys += [metric_types.MetricKey(EXAMPLE_COUNT, model_name=m, example_weighted=False) for m in models]
     return [metric_types.MetricComputation(
-        keys=keys, preprocessors=None, combiner=_GateCombiner(name, models, heads, example_count, regression))]
+        keys=keys, preprocessors=None, combiner=_GateCombiner(models, heads, example_count, regression))]
 
 
 class _Stats:
@@ -166,10 +167,9 @@ class _Accumulator:
 
 class _GateCombiner(beam.CombineFn):
 
-    def __init__(self, name: str, models: List[str], heads: Dict[str, bool], example_count: bool,
+    def __init__(self, models: List[str], heads: Dict[str, bool], example_count: bool,
                  regression: Iterable[str] = ()):
         self._regression = list(regression)
-        self._name = name
         self._models = models
         self._heads = heads
         self._weighted = [h for h, w in heads.items() if w]
