@@ -198,8 +198,10 @@ class PipelineConfig:
                              f"join) or `samples` (labelled rows, one per impression), got {kind!r}")
         samples = dict(section.get("samples") or {})
         if kind == "samples":
-            if samples.get("format") not in ("parquet", "csv"):
-                raise ValueError(f"{self.path}: input.samples.format must be parquet or csv, got {samples.get('format')!r}")
+            from schemas.samples import FORMATS
+            if samples.get("format") not in FORMATS:
+                raise ValueError(f"{self.path}: input.samples.format must be {' or '.join(FORMATS)}, "
+                                 f"got {samples.get('format')!r}")
             for key in ("path", "schema", "default_scene"):
                 if not samples.get(key):
                     raise ValueError(f"{self.path}: input.kind is samples but input.samples.{key} is not set")

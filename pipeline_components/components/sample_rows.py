@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -73,8 +74,8 @@ class Settings:
     default_scene: str
     id_column: Optional[str] = None
 
-    @property
-    def funnel(self) -> Funnel:
+    @functools.cached_property
+    def funnel(self) -> Funnel:  # parsed once per worker's copy, not once per chunk
         return parse_tasks([dict(t) for t in self.tasks])
 
 
