@@ -166,6 +166,46 @@ def failed_conditions(n_quarantined: int, n_input: int, limit: float, unreadable
     return failed
 
 
+def record_day(summary: Dict[str, Any], accounting: Dict[str, Dict[str, int]], report, examples, span: int,
+               span_date: dt.date) -> None:
+    """Writes join_report.json and the artifacts' properties: the report's bucket counts per log, the
+    examples' span and format. Shared by every first stage that writes Examples and a JoinReport."""
+    _write_json(summary, os.path.join(report.uri, "join_report.json"))
+    for log, acc in accounting.items():
+        for bucket, n in acc.items():
+            report.set_int_custom_property(f"{log}_{bucket}", n)
+    report.set_int_custom_property("span", span)
+    examples.span = span
+    examples.version = 0
+    examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+    examples.set_string_custom_property("file_format", "tfrecords_gzip")
+    examples.set_string_custom_property("span_date", f"{span_date}")
+
+
+def raise_if_over_limit(what: str, summary: Dict[str, Any], report_uri: str, exec_properties: Dict[str, Any],
+                        run_date: dt.date) -> None:
+    """Fails the day when it broke a quarantine rule (``failed_conditions``), with the reasons by
+    count and where the quarantined rows are: copied to ``evidence_root`` when set (keep_evidence).
+    ``what`` names the stage and day in the message (``log join for 2026-11-20``)."""
+    accounting, reasons = summary["accounting"], summary["quarantine_reasons"]
+    n_input = sum(a["input"] for a in accounting.values())
+    n_quarantined = sum(a["quarantined"] for a in accounting.values())
+    limit = float(exec_properties["max_quarantine_fraction"])
+    failed = failed_conditions(n_quarantined, n_input, limit, summary["unreadable_files"])
+    if not failed:
+        return
+    detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    evidence_root = exec_properties.get("evidence_root")
+    where = os.path.join(report_uri, "quarantine")
+    if evidence_root:
+        kept = keep_evidence(report_uri, evidence_root, run_date)
+        where = (f"{os.path.join(kept, 'quarantine')} (accounting: {os.path.join(kept, 'join_report.json')}; "
+                 "kept there because a failed execution's output directory is deleted)")
+    raise QuarantineThresholdError(
+        f"{what} failed: {' and '.join(failed)}. Reasons: {detail or 'none'}. "
+        f"Quarantined rows with their reasons: {where}")
+
+
 def keep_evidence(report_uri: str, evidence_root: str, run_date: dt.date) -> str:
     """Copies the quarantined rows and the accounting of a failed join out of its output directory.
 
@@ -314,8 +354,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with tf.io.gfile.GFile(counts_path) as fh:
             counts = json.load(fh)
         accounting = check_accounting(counts, logs)
-        n_input = sum(a["input"] for a in accounting.values())
-        n_quarantined = sum(a["quarantined"] for a in accounting.values())
         unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in logs)
         reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
         summary = {
@@ -326,31 +364,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
             "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
         }
-        _write_json(summary, os.path.join(report.uri, "join_report.json"))
-        for log, acc in accounting.items():
-            for bucket, n in acc.items():
-                report.set_int_custom_property(f"{log}_{bucket}", n)
-        report.set_int_custom_property("span", span)
-
-        examples.span = span
-        examples.version = 0
-        examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
-        examples.set_string_custom_property("file_format", "tfrecords_gzip")
-        examples.set_string_custom_property("span_date", f"{span_date}")
-
-        limit = float(exec_properties["max_quarantine_fraction"])
-        failed = failed_conditions(n_quarantined, n_input, limit, unreadable)
-        if failed:
-            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-            evidence_root = exec_properties.get("evidence_root")
-            where = os.path.join(report.uri, "quarantine")
-            if evidence_root:
-                kept = keep_evidence(report.uri, evidence_root, run_date)
-                where = (f"{os.path.join(kept, 'quarantine')} (accounting: {os.path.join(kept, 'join_report.json')}; "
-                         "kept there because a failed execution's output directory is deleted)")
-            raise QuarantineThresholdError(
-                f"log join for {span_date} failed: {' and '.join(failed)}. Reasons: {detail or 'none'}. "
-                f"Quarantined rows with their reasons: {where}")
+        record_day(summary, accounting, report, examples, span, span_date)
+        raise_if_over_limit(f"log join for {span_date}", summary, report.uri, exec_properties, run_date)
         logging.info("log join for %s: %s", span_date, json.dumps(summary["examples"], sort_keys=True))
 
 

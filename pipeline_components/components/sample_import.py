@@ -21,7 +21,8 @@ run's date, passed explicitly, and a missing day is an error naming the path and
 Shared with the log join rather than copied: the quarantine records and file opening
 (``raw_logs``), the split and write-order hashing (``join_logic.id_hashes``, ``eval_mask``,
 ``bucket_of``, ``write_order_buckets``), the Arrow batches through one shuffle (``join_beam``), the
-tf.Example encoder and the quarantine rule, its error and its evidence copy (``log_join``), and the
+tf.Example encoder, the report's and the examples' properties, and the quarantine rule, its error and its
+evidence copy (``log_join.record_day``, ``raise_if_over_limit``), and the
 block writer (``tfrecord_blocks``). The split hashes the declared id column, or the row's content
 (``sample_rows.row_hashes``). With no scene column in the sample schema, every example gets
 ``default_scene`` in the feature spec's scene column, and the pipeline's scene list is that one
@@ -198,7 +199,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with tf.io.gfile.GFile(counts_path) as fh:
             counts = json.load(fh)
         accounting = check_accounting(counts)
-        n_input, n_quarantined = accounting[LOG]["input"], accounting[LOG]["quarantined"]
         unreadable = counts.get(f"{LOG}.unreadable_files", 0)
         reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
         summary = {
@@ -211,30 +211,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
             "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
         }
-        log_join._write_json(summary, os.path.join(report.uri, "join_report.json"))
-        for bucket, n in accounting[LOG].items():
-            report.set_int_custom_property(f"{LOG}_{bucket}", n)
-        report.set_int_custom_property("span", span)
-
-        examples.span = span
-        examples.version = 0
-        examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
-        examples.set_string_custom_property("file_format", "tfrecords_gzip")
-        examples.set_string_custom_property("span_date", f"{run_date}")
-
-        limit = float(exec_properties["max_quarantine_fraction"])
-        failed = log_join.failed_conditions(n_quarantined, n_input, limit, unreadable)
-        if failed:
-            detail = "; ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-            evidence_root = exec_properties.get("evidence_root")
-            where = os.path.join(report.uri, "quarantine")
-            if evidence_root:
-                kept = log_join.keep_evidence(report.uri, evidence_root, run_date)
-                where = (f"{os.path.join(kept, 'quarantine')} (accounting: {os.path.join(kept, 'join_report.json')}; "
-                         "kept there because a failed execution's output directory is deleted)")
-            raise log_join.QuarantineThresholdError(
-                f"sample import for {run_date} failed: {' and '.join(failed)}. Reasons: {detail or 'none'}. "
-                f"Quarantined rows with their reasons: {where}")
+        log_join.record_day(summary, accounting, report, examples, span, run_date)
+        log_join.raise_if_over_limit(f"sample import for {run_date}", summary, report.uri, exec_properties, run_date)
         logging.info("sample import for %s: %s", run_date, json.dumps(summary["examples"], sort_keys=True))
 
 
