@@ -46,12 +46,18 @@ def partition(log: str, table: pa.Table, buckets: int) -> Iterator[Tuple[int, Tu
     if log != "impressions":
         table = table.select(list(EVENT_COLUMNS))
     of = join_logic.bucket_of(join_logic.id_hashes(table.column("impression_id")), buckets)
+    for bucket, blob in by_bucket(table, of):
+        yield bucket, (log, blob)
+
+
+def by_bucket(table: pa.Table, of: np.ndarray) -> Iterator[Tuple[int, bytes]]:
+    """(bucket, IPC blob of its rows) for each bucket in ``of`` (one per row): one sort, then slices."""
     order = np.argsort(of, kind="stable")
     table, of = table.take(pa.array(order)), of[order]
     present, starts = np.unique(of, return_index=True)
     ends = np.append(starts[1:], len(of))
     for b, s, e in zip(present, starts, ends):
-        yield int(b), (log, to_ipc(table.slice(int(s), int(e - s))))
+        yield int(b), to_ipc(table.slice(int(s), int(e - s)))
 
 
 def _concat(blobs) -> Optional[pa.Table]:

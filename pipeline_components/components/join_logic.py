@@ -376,9 +376,10 @@ def join_funnel_tables(impressions: pa.Table, events: Mapping[str, Optional[pa.T
     return out, counts
 
 
-def in_write_order(table: pa.Table, eval_percent: int) -> Dict[str, pa.Table]:
-    """The bucket's labelled rows by split, each in hash order of the id (write_order_key)."""
-    h = id_hashes(table.column("impression_id"))
+def in_write_order(table: pa.Table, eval_percent: int, hashes: Optional[np.ndarray] = None) -> Dict[str, pa.Table]:
+    """The bucket's labelled rows by split, each in hash order of the id (write_order_key), or of
+    the rows' own ``hashes`` (the sample import's: of an id column or of the row's content)."""
+    h = id_hashes(table.column("impression_id")) if hashes is None else hashes
     order = np.argsort(h, kind="stable")
     table, h = table.take(pa.array(order)), h[order]
     is_eval = eval_mask(h, eval_percent)

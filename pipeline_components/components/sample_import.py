@@ -36,7 +36,6 @@ import os
 from typing import Dict, List, Optional
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
@@ -101,14 +100,8 @@ class _ReadSamples(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput("counts", (f"{LOG}.examples", good.num_rows))
         hashes = sample_rows.row_hashes(good, self._settings)
-        of = join_logic.bucket_of(hashes, self._buckets)
-        order = np.argsort(of, kind="stable")
-        table = good.append_column(HASH, pa.array(hashes)).take(pa.array(order))
-        of = of[order]
-        present, starts = np.unique(of, return_index=True)
-        ends = np.append(starts[1:], len(of))
-        for b, s, e in zip(present, starts, ends):
-            yield int(b), join_beam.to_ipc(table.slice(int(s), int(e - s)))
+        yield from join_beam.by_bucket(good.append_column(HASH, pa.array(hashes)),
+                                       join_logic.bucket_of(hashes, self._buckets))
 
 
 class _SplitBucket(beam.DoFn):
@@ -124,11 +117,8 @@ class _SplitBucket(beam.DoFn):
         _, blobs = element
         table = pa.concat_tables([join_beam.from_ipc(b) for b in blobs], promote=True)
         hashes = table.column(HASH).to_numpy()
-        order = np.argsort(hashes, kind="stable")
-        table, hashes = table.drop([HASH]).take(pa.array(order)), hashes[order]
-        is_eval = join_logic.eval_mask(hashes, self._eval_percent)
-        for split, keep in (("train", ~is_eval), ("eval", is_eval)):
-            part = table.filter(pa.array(keep))
+        table = table.drop([HASH])
+        for split, part in join_logic.in_write_order(table, self._eval_percent, hashes).items():
             if part.num_rows:
                 yield beam.pvalue.TaggedOutput("counts", (f"examples.{split}", part.num_rows))
                 yield beam.pvalue.TaggedOutput(split, tfrecord_blocks.frame(log_join.encode_table(part)))
