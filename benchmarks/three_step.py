@@ -106,17 +106,18 @@ def train_and_score(prep: Prepared, model: str, params: dict, seed: int, epochs:
 def aucs(frame: pd.DataFrame, pred: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
     """slice -> head -> AUC; conditional heads on the rows where their parent happened."""
     from sklearn.metrics import roc_auc_score
+
+    from configs import load_config
+    heads = load_config(CONFIG).heads   # each head's label, and the parent's label it is given
     result: Dict[str, Dict[str, float]] = {}
     for name, mask in [("overall", np.ones(len(frame), bool))] + [
             (s, (frame["scene"] == s).to_numpy()) for s in sorted(frame["scene"].unique())]:
         f = frame[mask]
-        rows = {"ctr": np.ones(len(f), bool), "cart": (f["click"] == 1).to_numpy(), "cart_es": np.ones(len(f), bool),
-                "purchase": (f["cart"] == 1).to_numpy(), "purchase_es": np.ones(len(f), bool)}
-        label = {"ctr": "click", "cart": "cart", "cart_es": "cart", "purchase": "conversion",
-                 "purchase_es": "conversion"}
         result[name] = {}
         for h in HEADS:
-            y, p = f[label[h]].to_numpy()[rows[h]], pred[h][mask][rows[h]]
+            given = heads[h].get("given")
+            rows = (f[given] == 1).to_numpy() if given else np.ones(len(f), bool)
+            y, p = f[heads[h]["label"]].to_numpy()[rows], pred[h][mask][rows]
             result[name][h] = float(roc_auc_score(y, p)) if 0 < np.mean(y) < 1 else float("nan")
     return result
 
