@@ -166,6 +166,16 @@ def failed_conditions(n_quarantined: int, n_input: int, limit: float, unreadable
     return failed
 
 
+def counted(counts: Dict[str, int], accounting: Dict[str, Dict[str, int]], logs: Sequence[str]) -> Dict[str, Any]:
+    """The join report's counted part, from the stage's summed Beam counts: the accounting per log,
+    the quarantine reasons, unreadable files, examples per split/scene/label, and the notes."""
+    return {"accounting": accounting,
+            "quarantine_reasons": {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")},
+            "unreadable_files": sum(counts.get(f"{log}.unreadable_files", 0) for log in logs),
+            "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
+            "notes": sorted(k[len("note."):] for k in counts if k.startswith("note."))}
+
+
 def record_day(summary: Dict[str, Any], accounting: Dict[str, Dict[str, int]], report, examples, span: int,
                span_date: dt.date) -> None:
     """Writes join_report.json and the artifacts' properties: the report's bucket counts per log, the
@@ -354,15 +364,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with tf.io.gfile.GFile(counts_path) as fh:
             counts = json.load(fh)
         accounting = check_accounting(counts, logs)
-        unreadable = sum(counts.get(f"{log}.unreadable_files", 0) for log in logs)
-        reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
         summary = {
             "run_date": f"{run_date}", "span": span, "span_date": f"{span_date}",
             "label_delay_days": delay, "attribution_window_days": float(exec_properties["attribution_window_days"]),
             "funnel": _funnel_json(funnel), "longest_chain_window_days": funnel.longest_chain_window_us / DAY_US,
-            "accounting": accounting, "quarantine_reasons": reasons, "unreadable_files": unreadable,
-            "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
-            "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
+            **counted(counts, accounting, logs),
         }
         record_day(summary, accounting, report, examples, span, span_date)
         raise_if_over_limit(f"log join for {span_date}", summary, report.uri, exec_properties, run_date)

@@ -189,17 +189,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with tf.io.gfile.GFile(counts_path) as fh:
             counts = json.load(fh)
         accounting = check_accounting(counts)
-        unreadable = counts.get(f"{LOG}.unreadable_files", 0)
-        reasons = {k[len("reason."):]: v for k, v in counts.items() if k.startswith("reason.")}
         summary = {
             "run_date": f"{run_date}", "span": span, "span_date": f"{run_date}",
             "input": {"kind": "samples", "root": root, "format": fmt, "schema": schema.path,
                       "id_column": settings.id_column, "scene_column": schema.scene_column,
                       "default_scene": None if schema.scene_column else settings.default_scene,
                       "labels": labels},
-            "accounting": accounting, "quarantine_reasons": reasons, "unreadable_files": unreadable,
-            "examples": {k[len("examples."):]: v for k, v in counts.items() if k.startswith("examples.")},
-            "notes": sorted(k[len("note."):] for k in counts if k.startswith("note.")),
+            **log_join.counted(counts, accounting, [LOG]),
         }
         log_join.record_day(summary, accounting, report, examples, span, run_date)
         log_join.raise_if_over_limit(f"sample import for {run_date}", summary, report.uri, exec_properties, run_date)
